@@ -1,0 +1,199 @@
+"""The target grid and the alignment of every input file onto it.
+
+All inputs are resampled on the fly onto one :class:`Grid` (default: the finest-resolution optical input) through
+GDAL warped VRTs: bilinear for continuous data, nearest for categorical layers and for inputs already on the grid's
+pixel lattice (an exact copy then). Warped values are float32 with NaN for nodata and for pixels outside an input.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import CRSError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform, transform_bounds
+from rasterio.windows import Window
+
+from geomind_cli.engine.sources import FileBands, ResolvedSource
+from geomind_cli.errors import InputError
+
+OPTICAL = ("S2L2A", "S2L1C", "RGB")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid: ``height`` rows x ``width`` columns of ``transform``-placed pixels in ``crs``."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in grid CRS units."""
+        left, top = self.transform.c, self.transform.f
+        return left, top + self.transform.e * self.height, left + self.transform.a * self.width, top
+
+    def scaled(self, factor: int) -> "Grid":
+        """The grid of ``factor`` x ``factor`` pixel cells (token grids use 16), covering the scene and its padding."""
+        return Grid(self.crs, self.transform * Affine.scale(factor),
+                    math.ceil(self.width / factor), math.ceil(self.height / factor))
+
+    def area_km2(self) -> float:
+        """Area of the grid's bounding box on an equal-area projection (EPSG:6933), in km2."""
+        left, bottom, right, top = transform_bounds(self.crs, "EPSG:6933", *self.bounds, densify_pts=21)
+        return abs(right - left) * abs(top - bottom) / 1e6
+
+
+def _crs(value) -> CRS:
+    try:
+        return CRS.from_user_input(value)
+    except CRSError as error:
+        raise InputError(f"Unknown CRS {value!r} ({error}); give an EPSG code such as EPSG:32633.")
+
+
+def choose_grid(sources: list[ResolvedSource], *, crs=None, resolution: float | None = None, bounds=None) -> Grid:
+    """The target grid: the finest optical input (or finest input) unless ``crs``/``resolution``/``bounds`` say otherwise."""
+    candidates = []
+    for source in sources:
+        for fb in source.files:
+            with rasterio.open(fb.path) as dataset:
+                candidates.append((source.modality not in OPTICAL, dataset.crs, dataset.transform, dataset.width,
+                                   dataset.height, dataset.res))
+    first_crs = sorted(candidates, key=lambda c: c[0])[0][1]
+    same = [c for c in candidates if c[1] == first_crs] or candidates
+    _, ref_crs, ref_transform, ref_w, ref_h, _ = min(same, key=lambda c: (c[0], c[5][0] * c[5][1]))
+    ref_bounds = rasterio.transform.array_bounds(ref_h, ref_w, ref_transform)
+    ref_bounds = (ref_bounds[0], ref_bounds[1], ref_bounds[2], ref_bounds[3])
+    target_crs = _crs(crs) if crs is not None else ref_crs
+    if bounds is None and target_crs == ref_crs and resolution is None:
+        return Grid(target_crs, ref_transform, ref_w, ref_h)
+    if bounds is None:
+        if target_crs != ref_crs:
+            transform, w, h = calculate_default_transform(ref_crs, target_crs, ref_w, ref_h, *ref_bounds,
+                                                          resolution=resolution)
+            return Grid(target_crs, transform, w, h)
+        bounds = ref_bounds
+    left, bottom, right, top = bounds
+    if not (right > left and top > bottom):
+        raise InputError(f"Bounds {tuple(bounds)} are empty; give them as left, bottom, right, top.")
+    if resolution is None:
+        if target_crs == ref_crs:
+            resolution = abs(ref_transform.a)
+        else:
+            resolution = calculate_default_transform(ref_crs, target_crs, ref_w, ref_h, *ref_bounds)[0].a
+    width = max(1, math.ceil((right - left) / resolution - 1e-6))
+    height = max(1, math.ceil((top - bottom) / resolution - 1e-6))
+    return Grid(target_crs, Affine(resolution, 0, left, 0, -resolution, top), width, height)
+
+
+def _on_lattice(dataset, grid: Grid) -> bool:
+    """True when the file's pixels coincide with grid pixels (same CRS and resolution, whole-pixel offset)."""
+    if dataset.crs != grid.crs:
+        return False
+    a, b = dataset.transform, grid.transform
+    if abs(a.b) > 0 or abs(a.d) > 0 or not np.allclose([a.a, a.e], [b.a, b.e], rtol=1e-9, atol=0):
+        return False
+    col, row = ~b * (a.c, a.f)
+    return abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6
+
+
+def _overlaps(dataset, grid: Grid) -> bool:
+    left, bottom, right, top = transform_bounds(dataset.crs, grid.crs, *dataset.bounds, densify_pts=21)
+    g_left, g_bottom, g_right, g_top = grid.bounds
+    return left < g_right and right > g_left and bottom < g_top and top > g_bottom
+
+
+class RasterLayer:
+    """Some bands of one file, warped onto the grid: read windows as float32 with NaN for nodata.
+
+    The VRT is opened lazily once per thread (GDAL datasets must not be shared between threads).
+    """
+
+    def __init__(self, fb: FileBands, grid: Grid, *, categorical: bool, to_db: bool):
+        self.fb, self.grid, self.to_db = fb, grid, to_db
+        with rasterio.open(fb.path) as dataset:
+            if not _overlaps(dataset, grid):
+                raise InputError(f"{fb.path} does not overlap the target grid; check the inputs and --bounds/--crs.")
+            exact = _on_lattice(dataset, grid)
+        self.resampling = Resampling.nearest if (categorical or exact) else Resampling.bilinear
+        self._local = threading.local()
+
+    @property
+    def count(self) -> int:
+        return len(self.fb.file_bands)
+
+    def _vrt(self) -> WarpedVRT:
+        vrt = getattr(self._local, "vrt", None)
+        if vrt is None:
+            src = rasterio.open(self.fb.path)
+            vrt = WarpedVRT(src, src_nodata=self.fb.nodata, nodata=np.nan, dtype="float32", crs=self.grid.crs,
+                            transform=self.grid.transform, width=self.grid.width, height=self.grid.height,
+                            resampling=self.resampling)
+            self._local.src, self._local.vrt = src, vrt
+        return vrt
+
+    def convert(self, data: np.ndarray) -> np.ndarray:
+        """Raw warped values [c, h, w] -> physical units (baseline offset added, S1 power to dB)."""
+        if any(self.fb.offsets):
+            data += np.asarray(self.fb.offsets, dtype=np.float32)[:, None, None]
+        if self.to_db:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                data = np.where(data > 0, 10.0 * np.log10(data), np.nan).astype(np.float32)
+        return data
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """float32 [c, y1-y0, x1-x0] of grid rows y0:y1, columns x0:x1 (inside the grid)."""
+        data = self._vrt().read(list(self.fb.file_bands), window=Window(x0, y0, x1 - x0, y1 - y0))
+        return self.convert(data)
+
+    def to_dataarray(self, chunks) -> xr.DataArray:
+        """The same values as a lazy dask DataArray [band, y, x] with the grid's CRS and transform."""
+        vrt = self._vrt()
+        data = rioxarray.open_rasterio(vrt, chunks=chunks, lock=False).isel(band=[b - 1 for b in self.fb.file_bands])
+        if any(self.fb.offsets):
+            data = data + xr.DataArray(np.asarray(self.fb.offsets, np.float32), dims="band")
+        if self.to_db:
+            data = xr.where(data > 0, 10.0 * np.log10(data.where(data > 0)), np.nan)
+        return data.astype("float32")
+
+    def close(self):
+        vrt = getattr(self._local, "vrt", None)
+        if vrt is not None:
+            vrt.close()
+            self._local.src.close()
+            self._local.vrt = None
+
+
+class ArrayLayer:
+    """A [band, y, x] DataArray already on the grid (lazy or not): used for synthetic and in-memory scenes."""
+
+    def __init__(self, array: xr.DataArray):
+        self.array = array
+
+    @property
+    def count(self) -> int:
+        return self.array.shape[0]
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        return np.asarray(self.array[:, y0:y1, x0:x1].values, dtype=np.float32)
+
+    def to_dataarray(self, chunks) -> xr.DataArray:
+        return self.array.astype("float32")
+
+    def close(self):
+        pass

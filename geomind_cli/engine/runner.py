@@ -1,0 +1,218 @@
+"""The tile loop: prefetch batches, run the tile function, stitch, stream rows to the writers, summarise."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import rasterio
+
+from geomind_cli.engine.batches import Prefetcher, TileBatch, produce, want_pinned
+from geomind_cli.engine.outputs import OutputSpec
+from geomind_cli.engine.scene import Scene
+from geomind_cli.engine.stitch import make_stitcher
+from geomind_cli.engine.tiling import DEFAULT_OVERLAP, plan_tiles
+from geomind_cli.engine.writer import RasterWriter, check_writable
+
+TileFn = Callable[[TileBatch], dict]
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``peak_rss_mb`` is the process's peak resident memory so far (Linux ru_maxrss)."""
+
+    tiles: int
+    processed: int
+    skipped: int
+    seconds: float
+    tiles_per_second: float
+    km2: float
+    peak_rss_mb: float
+    outputs: list[str] = field(default_factory=list)
+    tile_size: int = 224
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = 8
+    grid: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _progress(enabled: bool, total: int):
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]tiles"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=False,
+    )
+    progress.start()
+    progress.add_task("tiles", total=total, rate="")
+    return progress
+
+
+def _check_outputs(outputs: list[OutputSpec], *, overwrite: bool):
+    names = [o.name for o in outputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"output names must be unique: {names}")
+    paths = []
+    for spec in outputs:
+        paths.append(spec.path)
+        if spec.probabilities:
+            paths.append(spec.sidecar("probabilities"))
+        if spec.confidence:
+            paths.append(spec.sidecar("confidence"))
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise ValueError(f"two outputs share a path: {[str(p) for p in paths]}")
+    for path in paths:
+        check_writable(path, overwrite=overwrite)
+
+
+def _expected(spec: OutputSpec, array: np.ndarray, batch: int, tile: int) -> np.ndarray:
+    side = tile // 16 if spec.kind == "grid" else tile
+    channels = None if spec.kind == "classes" else len(spec.bands)
+    if spec.kind == "classes" and spec.class_names:
+        channels = len(spec.class_names)
+    ok = array.ndim == 4 and array.shape[0] == batch and array.shape[2:] == (side, side)
+    if not ok or (channels is not None and array.shape[1] != channels):
+        raise ValueError(f"tile function output {spec.name!r} has shape {array.shape}; expected "
+                         f"[{batch}, {channels or 'K'}, {side}, {side}]")
+    return array
+
+
+class _Outputs:
+    """Stitchers and writers for every output, created when the channel counts are known."""
+
+    def __init__(self, scene: Scene, outputs: list[OutputSpec], plan, capacity_rows: int):
+        self.scene, self.specs, self.plan, self.capacity = scene, outputs, plan, capacity_rows
+        self.stitchers: dict[str, object] = {}
+        self.writers: dict[tuple[str, str], RasterWriter] = {}
+
+    def ensure(self, spec: OutputSpec, channels: int):
+        if spec.name in self.stitchers:
+            return
+        self.stitchers[spec.name] = make_stitcher(spec, self.plan, capacity_rows=self.capacity, channels=channels)
+        grid = self.scene.grid.scaled(16) if spec.kind == "grid" else self.scene.grid
+        tags = {"GEOMIND_OUTPUT": spec.name, "GEOMIND_KIND": spec.kind}
+        if spec.class_names:
+            tags["CLASS_NAMES"] = list(spec.class_names)
+        self.writers[(spec.name, "main")] = RasterWriter(
+            spec.path, grid=grid, count=1 if spec.kind == "classes" else channels, dtype=spec.dtype,
+            nodata=spec.fill, descriptions=list(spec.bands), overview_resampling=spec.overview_resampling,
+            colormap=spec.colormap, tags=tags, scale=spec.scale, offset=spec.offset)
+        names = list(spec.class_names or [f"class_{k}" for k in range(channels)])
+        for what, count, descriptions in (("probabilities", channels, names), ("confidence", 1, ["confidence"])):
+            if getattr(spec, what):
+                self.writers[(spec.name, what)] = RasterWriter(
+                    spec.sidecar(what), grid=grid, count=count, dtype="float32", nodata=float("nan"),
+                    descriptions=descriptions, overview_resampling="AVERAGE", tags={"GEOMIND_OUTPUT": spec.name})
+
+    def add(self, batch: TileBatch, results: dict):
+        for spec in self.specs:
+            if spec.name not in results:
+                raise ValueError(f"tile function returned no {spec.name!r} output (got {sorted(results)})")
+            array = _expected(spec, np.asarray(results[spec.name]), len(batch), self.plan.tile_size)
+            self.ensure(spec, array.shape[1])
+            stitcher = self.stitchers[spec.name]
+            for i in range(len(batch)):
+                stitcher.add(int(batch.tile_rows[i]), int(batch.tile_cols[i]), array[i], batch.valid[i])
+
+    def flush(self, next_tile_row: int):
+        for spec in self.specs:
+            if spec.name not in self.stitchers:
+                continue
+            for key, row0, rows in self.stitchers[spec.name].pop(next_tile_row):
+                self.writers[(spec.name, key)].write_rows(row0, rows)
+
+    def finish(self) -> list[str]:
+        for spec in self.specs:  # every tile was skipped: still write all-nodata outputs
+            self.ensure(spec, len(spec.class_names or spec.bands))
+        self.flush(len(self.plan.ys))
+        for writer in self.writers.values():
+            writer.finish()
+        for writer in self.writers.values():
+            writer.commit()
+        return [str(w.path) for w in self.writers.values()]
+
+    def abort(self):
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_size: int = 224,
+              overlap: int = DEFAULT_OVERLAP, batch_size: int = 8, overwrite: bool = False, progress: bool = True,
+              skip_nodata: bool = True, prefetch: int = 2, summary_path: Path | None = None,
+              valid_rule: str = "all", pin_memory: bool | None = None) -> RunSummary:
+    """Run ``tile_fn`` over every tile of ``scene`` and write ``outputs`` as COGs; see :class:`TileBatch`.
+
+    ``tile_fn(batch) -> {output name: array}`` with continuous [B, C, T, T], classes [B, K, T, T] probabilities,
+    grid [B, C, T/16, T/16]. Nothing is left at any output path if it raises (or on Ctrl-C).
+    """
+    if valid_rule not in ("all", "any"):
+        raise ValueError(f"valid_rule must be 'all' or 'any', not {valid_rule!r}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    start = time.perf_counter()
+    plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=tile_size, overlap=overlap)
+    _check_outputs(outputs, overwrite=overwrite)
+    # Rows a stitcher must hold: the tile rows one batch can span, plus one.
+    rows_per_batch = -(-batch_size // len(plan.xs)) + 1
+    capacity = tile_size + plan.stride * rows_per_batch
+    state = _Outputs(scene, outputs, plan, capacity)
+    bar = _progress(progress, len(plan))
+    processed = skipped = 0
+    prefetcher = None
+    # A bounded GDAL block cache: written blocks must not pile up in memory on large scenes.
+    with rasterio.Env(GDAL_CACHEMAX=256):
+        try:
+            for spec in outputs:
+                if spec.kind != "classes" or spec.class_names:
+                    state.ensure(spec, len(spec.class_names or spec.bands))
+            items = produce(scene, plan, batch_size=batch_size, skip_nodata=skip_nodata, valid_rule=valid_rule,
+                            pin=want_pinned(pin_memory))
+            prefetcher = Prefetcher(items, prefetch)
+            for item in prefetcher:
+                if item.batch is not None:
+                    state.add(item.batch, tile_fn(item.batch))
+                    processed += len(item.batch)
+                skipped += item.skipped
+                state.flush(item.next_tile_row)
+                if bar is not None:
+                    elapsed = time.perf_counter() - start
+                    bar.update(0, completed=processed + skipped, rate=f"{processed / max(elapsed, 1e-9):.1f} tiles/s")
+            paths = state.finish()
+        except BaseException:
+            if prefetcher is not None:
+                prefetcher.stop()
+            state.abort()
+            raise
+        finally:
+            if bar is not None:
+                bar.stop()
+    seconds = time.perf_counter() - start
+    summary = RunSummary(
+        tiles=len(plan), processed=processed, skipped=skipped, seconds=round(seconds, 3),
+        tiles_per_second=round(processed / seconds, 2) if seconds > 0 else 0.0, km2=round(scene.grid.area_km2(), 3),
+        peak_rss_mb=round(peak_rss_mb(), 1), outputs=paths, tile_size=tile_size, overlap=overlap,
+        batch_size=batch_size, grid={"crs": scene.grid.crs.to_string() if scene.grid.crs else None,
+                                     "width": scene.grid.width, "height": scene.grid.height})
+    if summary_path is not None:
+        summary_path = Path(summary_path)
+        staged = summary_path.with_name(f".{summary_path.name}.partial")
+        staged.write_text(summary.to_json() + "\n")
+        os.replace(staged, summary_path)
+    return summary

@@ -1,0 +1,134 @@
+"""A scene: every input modality aligned on one grid, read lazily by windows.
+
+``open_scene`` resolves the sources (:mod:`.sources`), picks the grid and warps each file onto it (:mod:`.grid`).
+``Scene.read`` serves the tile loop (windows in TerraMind band order, physical units, NaN for nodata);
+``Scene.modalities`` gives the same data as lazy dask DataArrays for Python users.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from geomind_cli.engine.grid import ArrayLayer, Grid, RasterLayer, choose_grid
+from geomind_cli.engine.sources import ResolvedSource, SourceSpec, resolve_source
+from geomind_cli.errors import InputError
+from geomind_cli.models.modalities import MODALITIES
+
+
+@dataclass(frozen=True)
+class _Part:
+    layer: RasterLayer | ArrayLayer
+    targets: tuple[int, ...]  # positions in the modality's band list that this layer's bands fill
+
+
+class Scene:
+    """Input modalities on one :class:`Grid`. Use as a context manager (or call ``close``) to release files."""
+
+    def __init__(self, grid: Grid, parts: dict[str, list[_Part]], *, sources: tuple[ResolvedSource, ...] = (),
+                 categorical: frozenset[str] = frozenset()):
+        self.grid = grid
+        self._parts = parts
+        self._sources = sources
+        self.categorical = categorical
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, xr.DataArray], *, grid: Grid | None = None) -> "Scene":
+        """A scene from [band, y, x] DataArrays already on one grid (lazy dask arrays stay lazy).
+
+        The grid comes from the first array's rioxarray CRS/transform unless given. Bands must be in TerraMind order.
+        """
+        first = next(iter(arrays.values()))
+        if grid is None:
+            grid = Grid(first.rio.crs, first.rio.transform(), first.rio.width, first.rio.height)
+        parts = {}
+        for name, array in arrays.items():
+            if array.shape[1:] != (grid.height, grid.width):
+                raise InputError(f"Array {name} has shape {array.shape[1:]}, not the grid's {(grid.height, grid.width)}.")
+            parts[name] = [_Part(ArrayLayer(array), tuple(range(array.shape[0])))]
+        return cls(grid, parts)
+
+    @property
+    def band_counts(self) -> dict[str, int]:
+        return {name: sum(len(p.targets) for p in parts) for name, parts in self._parts.items()}
+
+    @property
+    def modalities(self) -> dict[str, xr.DataArray]:
+        """Lazy float32 [band, y, x] DataArrays per modality, TerraMind band order, NaN for nodata, CRS set."""
+        out = {}
+        for name, parts in self._parts.items():
+            pieces = [(t, p.layer.to_dataarray(chunks={"band": -1, "y": 1024, "x": 1024})[i])
+                      for p in parts for i, t in enumerate(p.targets)]
+            pieces.sort(key=lambda item: item[0])
+            array = xr.concat([piece.drop_vars("band", errors="ignore") for _, piece in pieces], dim="band")
+            bands = list(MODALITIES[name].bands) if name in MODALITIES else list(range(len(pieces)))
+            array = array.assign_coords(band=bands)
+            out[name] = array.rio.write_crs(self.grid.crs).rio.write_transform(self.grid.transform)
+        return out
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> dict[str, np.ndarray]:
+        """Per modality float32 [C, y1-y0, x1-x0] of the window (inside the grid), NaN where nodata."""
+        out = {}
+        for name, parts in self._parts.items():
+            data = np.empty((self.band_counts[name], y1 - y0, x1 - x0), np.float32)
+            for part in parts:
+                data[list(part.targets)] = part.layer.read(y0, y1, x0, x1)
+            out[name] = data
+        return out
+
+    def describe(self) -> dict:
+        """What ``geomind info`` prints: the grid and, per source file, modality, bands, CRS, resolution, size, nodata."""
+        left, bottom, right, top = self.grid.bounds
+        files = []
+        for source in self._sources:
+            bands = list(MODALITIES[source.modality].band_ids or MODALITIES[source.modality].bands)
+            for info, fb in zip(source.info, source.files):
+                files.append({**info, "modality": source.modality,
+                              "bands": [bands[t] for t in fb.targets], "s1_linear_to_db": source.to_db,
+                              "offsets": list(fb.offsets)})
+        return {
+            "grid": {"crs": self.grid.crs.to_string(), "res": list(self.grid.res),
+                     "size": [self.grid.width, self.grid.height], "bounds": [left, bottom, right, top],
+                     "transform": list(self.grid.transform)[:6]},
+            "modalities": self.band_counts,
+            "sources": files,
+        }
+
+    def close(self):
+        for parts in self._parts.values():
+            for part in parts:
+                part.layer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_scene(sources: list[SourceSpec], *, crs=None, resolution: float | None = None, bounds=None,
+               categorical: set[str] = frozenset({"LULC"})) -> Scene:
+    """Open sources lazily and align them on one grid (default: the finest optical input's grid).
+
+    ``crs`` (any rasterio CRS input), ``resolution`` (grid units) and ``bounds`` (left, bottom, right, top in the
+    target CRS) override the grid. Modalities in ``categorical`` are resampled with nearest neighbour.
+    """
+    if not sources:
+        raise InputError("No input given; pass at least one raster.")
+    resolved = [resolve_source(s, categorical=set(categorical)) for s in sources]
+    seen = set()
+    for source in resolved:
+        if source.modality in seen:
+            raise InputError(f"Modality {source.modality} was given twice; give each modality once.")
+        seen.add(source.modality)
+    grid = choose_grid(resolved, crs=crs, resolution=resolution, bounds=bounds)
+    parts = {}
+    for source in resolved:
+        parts[source.modality] = [
+            _Part(RasterLayer(fb, grid, categorical=source.categorical, to_db=source.to_db), fb.targets)
+            for fb in source.files
+        ]
+    cats = frozenset(s.modality for s in resolved if s.categorical)
+    return Scene(grid, parts, sources=tuple(resolved), categorical=cats)

@@ -1,0 +1,162 @@
+"""Stitchers: put tile outputs back together in a sliding band of rows.
+
+Each stitcher keeps only the output rows that tiles still to come may touch. The runner tells it which tile row comes
+next; every output row above that row's first pixel (or its first owned 16 px cell) is final and is handed to the
+writer, then dropped. Memory is a band of about ``tile + stride`` rows, whatever the scene height.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geomind_cli.engine.outputs import OutputSpec
+from geomind_cli.engine.tiling import TilePlan, grid_owners, taper
+
+
+class RowBand:
+    """Planes [P, rows, width] holding output rows ``start .. start + rows``; slides down with :meth:`take`."""
+
+    def __init__(self, planes: int, width: int, dtype, fill, capacity: int):
+        self.fill = fill
+        self.data = np.full((planes, capacity, width), fill, dtype)
+        self.start = 0
+
+    def ensure(self, end: int):
+        have = self.start + self.data.shape[1]
+        if end > have:
+            extra = np.full((self.data.shape[0], end - have, self.data.shape[2]), self.fill, self.data.dtype)
+            self.data = np.concatenate([self.data, extra], axis=1)
+
+    def view(self, y0: int, y1: int) -> np.ndarray:
+        return self.data[:, y0 - self.start:y1 - self.start]
+
+    def take(self, end: int, finish):
+        """``finish(rows [P, end - start, width])``, then drop those rows and return its result."""
+        k = end - self.start
+        result = finish(self.data[:, :k])
+        rest = self.data.shape[1] - k
+        self.data[:, :rest] = self.data[:, k:]  # numpy buffers the overlapping move
+        self.data[:, rest:] = self.fill
+        self.start = end
+        return result
+
+
+class Stitcher:
+    """Base class: ``add`` tiles, then ``pop(next_tile_row)`` yields ``(path_key, row0, [C, h, w])`` final rows."""
+
+    scale = 1
+
+    def __init__(self, spec: OutputSpec, plan: TilePlan, capacity_rows: int):
+        self.spec, self.plan = spec, plan
+
+    def final_rows(self, next_tile_row: int) -> int:
+        raise NotImplementedError
+
+
+class BlendStitcher(Stitcher):
+    """Continuous and class outputs: taper-weighted average at full resolution.
+
+    Weight of a tile pixel = row taper x column taper x (pixel valid). Continuous outputs accumulate in float64 when
+    written as floats, so that equal inputs come back bit-exact (an identity tile function returns the input).
+    """
+
+    def __init__(self, spec: OutputSpec, plan: TilePlan, capacity_rows: int, channels: int):
+        super().__init__(spec, plan, capacity_rows)
+        self.channels = channels
+        exact = spec.kind == "continuous" and np.dtype(spec.dtype).kind == "f"
+        dtype = np.float64 if exact else np.float32
+        self.band = RowBand(channels + 1, plan.width, dtype, 0, min(capacity_rows, plan.height))
+        self.wy = [taper(plan, 0, i) for i in range(len(plan.ys))]
+        self.wx = [taper(plan, 1, j) for j in range(len(plan.xs))]
+
+    def add(self, row: int, col: int, data: np.ndarray, valid: np.ndarray):
+        """data [C, T, T], valid bool [T, T] for tile (row, col)."""
+        y, x, t = int(self.plan.ys[row]), int(self.plan.xs[col]), self.plan.tile_size
+        h, w = min(t, self.plan.height - y), min(t, self.plan.width - x)
+        weight = (self.wy[row][:h, None] * self.wx[col][None, :w]) * valid[:h, :w]
+        self.band.ensure(y + h)
+        region = self.band.view(y, y + h)[:, :, x:x + w]
+        region[:-1] += data[:, :h, :w] * weight
+        region[-1] += weight
+
+    def final_rows(self, next_tile_row: int) -> int:
+        if next_tile_row >= len(self.plan.ys):
+            return self.plan.height
+        return min(int(self.plan.ys[next_tile_row]), self.plan.height)
+
+    def pop(self, next_tile_row: int):
+        end = self.final_rows(next_tile_row)
+        if end <= self.band.start:
+            return []
+        row0 = self.band.start
+        return [(key, row0, arr) for key, arr in self.band.take(end, self._finish)]
+
+    def _finish(self, rows: np.ndarray):
+        total = rows[-1]
+        valid = total > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = rows[:-1] / np.where(valid, total, 1)
+        if self.spec.kind == "continuous":
+            return [("main", self.spec.encode(values, valid))]
+        out = [("main", self.spec.encode(np.argmax(values, axis=0)[None].astype(np.float64), valid))]
+        if self.spec.probabilities:
+            probs = values.astype(np.float32)
+            probs[:, ~valid] = np.nan
+            out.append(("probabilities", probs))
+        if self.spec.confidence:
+            conf = values.max(axis=0, keepdims=True).astype(np.float32)
+            conf[:, ~valid] = np.nan
+            out.append(("confidence", conf))
+        return out
+
+
+class GridStitcher(Stitcher):
+    """1/16-scale outputs: cell (i, j) is copied from the tile that owns it (nearest centre), never averaged."""
+
+    scale = 16
+
+    def __init__(self, spec: OutputSpec, plan: TilePlan, capacity_rows: int, channels: int):
+        super().__init__(spec, plan, capacity_rows)
+        p = plan.patch
+        self.height, self.width = -(-plan.height // p), -(-plan.width // p)
+        self.own_y, self.own_x = grid_owners(plan, 0)[:self.height], grid_owners(plan, 1)[:self.width]
+        # Values in the output dtype plus a 0/1 "filled" plane (same dtype: 1 is exact in every dtype).
+        self.band = RowBand(channels + 1, self.width, np.dtype(spec.dtype), 0,
+                            min(capacity_rows // p + 2, self.height))
+
+    def _run(self, owners: np.ndarray, index: int) -> tuple[int, int]:
+        cells = np.flatnonzero(owners == index)
+        return (int(cells[0]), int(cells[-1]) + 1) if cells.size else (0, 0)
+
+    def add(self, row: int, col: int, data: np.ndarray, valid: np.ndarray):
+        """data [C, T/16, T/16] for tile (row, col); cells it owns are copied."""
+        p = self.plan.patch
+        cy0, cy1 = self._run(self.own_y, row)
+        cx0, cx1 = self._run(self.own_x, col)
+        if cy1 <= cy0 or cx1 <= cx0:
+            return
+        ty, tx = int(self.plan.ys[row]) // p, int(self.plan.xs[col]) // p
+        self.band.ensure(cy1)
+        region = self.band.view(cy0, cy1)[:, :, cx0:cx1]
+        region[:-1] = data[:, cy0 - ty:cy1 - ty, cx0 - tx:cx1 - tx]
+        region[-1] = 1
+
+    def final_rows(self, next_tile_row: int) -> int:
+        return int(np.searchsorted(self.own_y, next_tile_row, side="left"))
+
+    def pop(self, next_tile_row: int):
+        end = self.final_rows(next_tile_row)
+        if end <= self.band.start:
+            return []
+        row0 = self.band.start
+        return [("main", row0, self.band.take(end, self._finish))]
+
+    def _finish(self, rows: np.ndarray) -> np.ndarray:
+        out = rows[:-1].copy()
+        out[:, rows[-1] == 0] = self.spec.fill
+        return out
+
+
+def make_stitcher(spec: OutputSpec, plan: TilePlan, *, capacity_rows: int, channels: int) -> Stitcher:
+    cls = GridStitcher if spec.kind == "grid" else BlendStitcher
+    return cls(spec, plan, capacity_rows, channels)

@@ -1,0 +1,117 @@
+"""Streaming raster output: rows in, Cloud-Optimized GeoTIFF out, atomically.
+
+Rows arrive top to bottom. They are buffered up to one row of 256 x 256 blocks and written to a hidden, tiled,
+compressed GeoTIFF next to the target (so each compressed block is written once). ``finish`` copies it with GDAL's
+COG driver (which builds the overviews) to a second hidden file and renames that onto the target: readers never see
+a partial file, and ``abort`` (error, Ctrl-C) removes both hidden files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from geomind_cli.engine.grid import Grid
+from geomind_cli.errors import OutputError
+
+BLOCK = 256
+
+
+def check_writable(path: Path, *, overwrite: bool):
+    """Raise OutputError before any work if ``path`` cannot be (re)written."""
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another output path.")
+    if not path.parent.is_dir():
+        raise OutputError(f"Output folder {path.parent} does not exist; create it first.")
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"Output folder {path.parent} is not writable; choose another output path.")
+
+
+class RasterWriter:
+    """Write [count, rows, width] arrays, in row order, into ``path`` as a COG once :meth:`finish` is called."""
+
+    def __init__(self, path: Path, *, grid: Grid, count: int, dtype: str, nodata, descriptions: list[str],
+                 overview_resampling: str, colormap: dict | None = None, tags: dict | None = None,
+                 band_tags: dict | None = None, scale: float = 1.0, offset: float = 0.0):
+        self.path = Path(path)
+        token = uuid.uuid4().hex[:8]
+        self.partial = self.path.with_name(f".{self.path.name}.{token}.partial.tif")
+        self.staged = self.path.with_name(f".{self.path.name}.{token}.cog.tif")
+        self.grid, self.count, self.dtype = grid, count, np.dtype(dtype)
+        self.overview_resampling = overview_resampling
+        block = min(BLOCK, 16 * -(-max(grid.width, grid.height) // 16))
+        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=self.dtype.name,
+                       crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True, blockxsize=block,
+                       blockysize=block, compress="DEFLATE", zlevel=1, bigtiff="IF_SAFER")
+        try:
+            self.dataset = rasterio.open(self.partial, "w", **profile)
+        except rasterio.errors.RasterioIOError as error:
+            raise OutputError(f"Cannot create {self.path} ({str(error).splitlines()[0]}); check the output folder.")
+        self.dataset.descriptions = tuple(descriptions)
+        if colormap:
+            self.dataset.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in colormap.items()})
+        if tags:
+            self.dataset.update_tags(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
+        for band, btags in (band_tags or {}).items():
+            self.dataset.update_tags(band, **btags)
+        if scale != 1.0 or offset != 0.0:
+            self.dataset.scales = (scale,) * count
+            self.dataset.offsets = (offset,) * count
+        self.block = block
+        self.buffer = np.empty((count, block, grid.width), self.dtype)
+        self.buffer_row0 = 0  # grid row of buffer[:, 0]
+        self.next_row = 0
+
+    def write_rows(self, row0: int, data: np.ndarray):
+        """Append rows ``row0 .. row0 + h`` (data [count, h, width]); rows must come in order, without gaps."""
+        if row0 != self.next_row:
+            raise RuntimeError(f"rows must be written in order: expected row {self.next_row}, got {row0}")
+        done = 0
+        while done < data.shape[1]:
+            at = self.next_row - self.buffer_row0
+            n = min(self.block - at, data.shape[1] - done)
+            self.buffer[:, at:at + n] = data[:, done:done + n]
+            done += n
+            self.next_row += n
+            if self.next_row - self.buffer_row0 == self.block or self.next_row == self.grid.height:
+                self._flush()
+
+    def _flush(self):
+        n = self.next_row - self.buffer_row0
+        if n:
+            self.dataset.write(self.buffer[:, :n], window=Window(0, self.buffer_row0, self.grid.width, n))
+        self.buffer_row0 = self.next_row
+
+    def finish(self):
+        """Close and convert to a hidden COG with overviews; :meth:`commit` then moves it onto ``path``."""
+        if self.next_row != self.grid.height:
+            raise RuntimeError(f"{self.path}: only {self.next_row} of {self.grid.height} rows were written")
+        self._flush()
+        self.dataset.close()
+        self.buffer = None
+        rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                             BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
+                             NUM_THREADS="ALL_CPUS")
+        self.partial.unlink(missing_ok=True)
+
+    def commit(self) -> Path:
+        """Atomically replace ``path`` with the finished COG."""
+        os.replace(self.staged, self.path)
+        return self.path
+
+    def abort(self):
+        """Drop everything written so far; the target path is left as it was."""
+        try:
+            if not self.dataset.closed:
+                self.dataset.close()
+        finally:
+            self.buffer = None
+            self.partial.unlink(missing_ok=True)
+            self.staged.unlink(missing_ok=True)
