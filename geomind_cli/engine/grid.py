@@ -108,7 +108,7 @@ def _on_lattice(dataset, grid: Grid) -> bool:
     a, b = dataset.transform, grid.transform
     if abs(a.b) > 0 or abs(a.d) > 0 or not np.allclose([a.a, a.e], [b.a, b.e], rtol=1e-9, atol=0):
         return False
-    col, row = ~b * (a.c, a.f)
+    col, row = ~b @ (a.c, a.f)
     return abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6
 
 
@@ -143,7 +143,9 @@ class RasterLayer:
             src = rasterio.open(self.fb.path)
             vrt = WarpedVRT(src, src_nodata=self.fb.nodata, nodata=np.nan, dtype="float32", crs=self.grid.crs,
                             transform=self.grid.transform, width=self.grid.width, height=self.grid.height,
-                            resampling=self.resampling)
+                            resampling=self.resampling,
+                            # Per-band nodata: GDAL's default masks a pixel only where every band is nodata.
+                            UNIFIED_SRC_NODATA="NO")
             self._local.src, self._local.vrt = src, vrt
         return vrt
 

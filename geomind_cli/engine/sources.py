@@ -95,6 +95,10 @@ class ResolvedSource:
     info: list[dict] = field(default_factory=list)  # per file: crs, res, size, nodata, descriptions (for `info`)
 
 
+def _names(paths: list[Path]) -> str:
+    return paths[0].name if len(paths) == 1 else f"{paths[0].name} and {len(paths) - 1} more files"
+
+
 def _open(path: Path):
     try:
         return rasterio.open(path)
@@ -109,7 +113,8 @@ def normalise_band_name(name: str | None) -> str | None:
     name = name.strip().upper()
     match = re.fullmatch(r"B0*(\d{1,2})(A?)", name)
     if match:
-        return f"B{int(match.group(1)):02d}{match.group(2)}"
+        number, suffix = int(match.group(1)), match.group(2)
+        return f"B{number}A" if suffix else f"B{number:02d}"
     return name
 
 
@@ -230,7 +235,7 @@ def resolve_source(spec: SourceSpec, *, categorical: set[str] = frozenset({"LULC
     modality = spec.modality or _guess_modality(all_names, total, set().union(*(d for _, _, _, d, _ in per_file)))
     if modality is None:
         raise InputError(
-            f"Cannot tell the modality of {', '.join(map(str, spec.paths))} ({total} bands); "
+            f"Cannot tell the modality of {_names(spec.paths)} ({total} bands); "
             f"add it as FILE:MODALITY (one of {', '.join(MODALITIES)})."
         )
     m = MODALITIES[modality]
@@ -251,7 +256,7 @@ def resolve_source(spec: SourceSpec, *, categorical: set[str] = frozenset({"LULC
         present = [n for n in all_names if n] or [f"{total} unnamed band(s)"]
         raise InputError(
             f"{modality} needs bands {', '.join(wanted[i] for i in missing)} that "
-            f"{', '.join(p.name for p in spec.paths)} lacks (it has {', '.join(present)}); "
+            f"{_names(spec.paths)} lacks (it has {', '.join(present)}); "
             "add the missing band files or name the bands in file order."
         )
     files = []
