@@ -104,3 +104,24 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, source:
     check_state_dict(module, state, source=source)
     module.load_state_dict(state, strict=True)
     return module
+
+
+MODEL_SIZES = ("tiny", "small", "base", "large")
+
+
+def model_file(size: str) -> tuple[str, str]:
+    """(repo_id, filename) of the official TerraMind v1 checkpoint of one size."""
+    from geomind_cli.models.modalities import HF_ORG
+
+    if size not in MODEL_SIZES:
+        raise WeightsError(f"unknown TerraMind size {size!r}; choose from {', '.join(MODEL_SIZES)}")
+    return f"{HF_ORG}/TerraMind-1.0-{size}", f"TerraMind_v1_{size}.pt"
+
+
+def official_files() -> dict[str, tuple[str, str]]:
+    """Every official file geomind can use, by short name: sizes (``base``) and tokenizers (``S1GRD``)."""
+    from geomind_cli.models.modalities import MODALITIES
+
+    files = {size: model_file(size) for size in MODEL_SIZES}
+    files.update({name: (m.tokenizer.repo_id, m.tokenizer.filename) for name, m in MODALITIES.items() if m.tokenizer})
+    return files

@@ -1,0 +1,42 @@
+"""``geomind detokenize``: reconstruct a modality from a token raster written by ``geomind tokenize``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from geomind_cli.cli import options as o
+
+
+def detokenize(
+    tokens: Annotated[Path, typer.Argument(help="Token raster from `geomind tokenize`.", show_default=False)],
+    modality: Annotated[str, typer.Option("--modality", "-m", help="S2L2A, S1GRD, S1RTC, DEM, LULC or NDVI.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <tokens>_decoded.tif).")] = None,
+    timesteps: Annotated[int, typer.Option("--timesteps", min=1, help="Diffusion steps (not used for LULC).")] = 50,
+    seed: o.Seed = 0,
+    device: o.Device = "auto",
+    precision: o.Precision = "auto",
+    batch_size: o.BatchSize = 8,
+    overlap: o.Overlap = None,
+    weights: o.Weights = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+    preview: o.Preview = False,
+) -> None:
+    """Decode token ids back into the modality's raster at full resolution (physical units).
+
+    Example: `geomind detokenize dem_DEM_tokens.tif --modality DEM -o dem_decoded.tif`
+    """
+    from geomind_cli.models.modalities import get_modality
+    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.runtime import Runtime
+    from geomind_cli.tasks.tokenize import detokenize_task, token_scene
+
+    name = get_modality(modality).name
+    out = output or tokens.with_name(f"{tokens.stem}_decoded.tif")
+    runtime = Runtime.resolve(device=device, precision=precision, compile=False, weights=weights)
+    task = detokenize_task(name, runtime, out, timesteps=timesteps, seed=seed, overwrite=overwrite)
+    run_task(token_scene(tokens), task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+             preview=preview)

@@ -1,0 +1,44 @@
+"""``geomind embed``: TerraMind patch embeddings of a scene as a georeferenced raster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from geomind_cli.cli import options as o
+
+
+def embed(
+    scenes: o.Scenes,
+    from_: Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_embedding.tif).")] = None,
+    model: o.Model = "base",
+    layer: Annotated[int, typer.Option("--layer", help="Encoder layer (-1: last, layer-normed).")] = -1,
+    merge: Annotated[str, typer.Option("--merge", help="How modalities are merged: mean, max or concat.")] = "mean",
+    dtype: Annotated[str, typer.Option("--dtype", help="float16 or float32.")] = "float16",
+    device: o.Device = "auto",
+    precision: o.Precision = "auto",
+    batch_size: o.BatchSize = 8,
+    compile: o.Compile = None,
+    overlap: o.Overlap = None,
+    weights: o.Weights = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Write one feature vector per 16 x 16 patch (one band per feature, transform scaled by 16).
+
+    Example: `geomind embed s2.tif s1.tif:S1GRD --model base --layer -1 -o emb.tif`
+    """
+    from geomind_cli.tasks.embed import EmbedOptions, embed_task
+    from geomind_cli.tasks.inputs import open_inputs, output_stem
+    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.runtime import Runtime
+
+    scene = open_inputs(scenes, from_)
+    out = output or Path(f"{output_stem(scenes)}_embedding.tif")
+    runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
+    opts = EmbedOptions(size=model, layer=layer, merge_method=merge, dtype=dtype)
+    task = embed_task(list(scene.modalities), opts, runtime, out, overwrite=overwrite)
+    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet)

@@ -1,0 +1,52 @@
+"""``geomind generate``: any-to-any generation of missing modalities over a whole scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from geomind_cli.cli import options as o
+
+
+def generate(
+    scenes: o.Scenes,
+    to: Annotated[list[str], typer.Option("--to", help="Modalities to generate: S2L2A S1GRD S1RTC DEM NDVI LULC.")],
+    from_: Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")] = None,
+    output_dir: o.OutputDir = Path("."),
+    model: o.Model = "base",
+    timesteps: Annotated[int, typer.Option("--timesteps", min=1, help="Diffusion steps for S2/S1/DEM/NDVI.")] = 50,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Token sampling temperature (0: greedy).")] = 1.0,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling threshold.")] = 0.8,
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Keep the k most likely tokens (0: off).")] = 0,
+    seed: o.Seed = 0,
+    noise: Annotated[str, typer.Option("--noise", help="world: noise keyed by place (seamless); tile: per tile.")] = "world",
+    device: o.Device = "auto",
+    precision: o.Precision = "auto",
+    batch_size: o.BatchSize = 8,
+    compile: o.Compile = None,
+    overlap: o.Overlap = None,
+    weights: o.Weights = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+    preview: o.Preview = False,
+) -> None:
+    """Generate missing modalities (one COG each, physical units) from the input scene.
+
+    Example: `geomind generate s2.tif --to S1GRD LULC -o out/`
+    """
+    from geomind_cli.errors import InputError
+    from geomind_cli.tasks.generate import GenerateOptions, generate_task
+    from geomind_cli.tasks.inputs import open_inputs, output_stem
+    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.runtime import Runtime
+
+    if noise not in ("world", "tile"):
+        raise InputError(f"--noise {noise}: use world or tile")
+    scene = open_inputs(scenes, from_)
+    runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
+    opts = GenerateOptions(targets=tuple(to), size=model, timesteps=timesteps, temperature=temperature, top_p=top_p,
+                           top_k=top_k, seed=seed, noise=noise)
+    task = generate_task(list(scene.modalities), opts, runtime, output_dir, output_stem(scenes), overwrite=overwrite)
+    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview)
