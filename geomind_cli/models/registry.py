@@ -205,8 +205,10 @@ def official_state_dict(size: str, *, seed: int = 0, device: str | torch.device 
             state[key] = 1.0 + 0.1 * torch.randn(shape, generator=gen)
         elif key.endswith(".pos_emb") and shape[1] == 196:
             state[key] = sincos.clone()
-        elif len(shape) == 2 and ".token_emb." not in key:  # linear weights: keep activations O(1)
-            state[key] = torch.randn(shape, generator=gen) * shape[1] ** -0.5
+        elif len(shape) == 2 and "attn." in key:
+            # Peaky attention (large q/k) so that decoder outputs, hence sampled ids, vary with position and input.
+            gain = 1.0 if key.endswith("proj.weight") else 3.0
+            state[key] = torch.randn(shape, generator=gen) * gain * shape[1] ** -0.5
         else:
             state[key] = 0.02 * torch.randn(shape, generator=gen)
         state[key] = state[key].to(device)
