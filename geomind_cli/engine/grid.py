@@ -112,6 +112,17 @@ def _on_lattice(dataset, grid: Grid) -> bool:
     return abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6
 
 
+def _kernel_scale(dataset, grid: Grid) -> tuple[float, float]:
+    """Grid pixels per source pixel along x and y (GDAL's XSCALE/YSCALE warp options)."""
+    if dataset.crs == grid.crs:
+        src_x, src_y = dataset.res
+    else:
+        transform, _, _ = calculate_default_transform(dataset.crs, grid.crs, dataset.width, dataset.height,
+                                                      *dataset.bounds)
+        src_x, src_y = abs(transform.a), abs(transform.e)
+    return src_x / grid.res[0], src_y / grid.res[1]
+
+
 def _overlaps(dataset, grid: Grid) -> bool:
     left, bottom, right, top = transform_bounds(dataset.crs, grid.crs, *dataset.bounds, densify_pts=21)
     g_left, g_bottom, g_right, g_top = grid.bounds
@@ -130,6 +141,7 @@ class RasterLayer:
             if not _overlaps(dataset, grid):
                 raise InputError(f"{fb.path} does not overlap the target grid; check the inputs and --bounds/--crs.")
             exact = _on_lattice(dataset, grid)
+            self.scale = _kernel_scale(dataset, grid)
         self.resampling = Resampling.nearest if (categorical or exact) else Resampling.bilinear
         self._local = threading.local()
 
@@ -144,6 +156,9 @@ class RasterLayer:
             vrt = WarpedVRT(src, src_nodata=self.fb.nodata, nodata=np.nan, dtype="float32", crs=self.grid.crs,
                             transform=self.grid.transform, width=self.grid.width, height=self.grid.height,
                             resampling=self.resampling,
+                            # Fixed kernel scale: GDAL otherwise derives it per warped chunk, so one pixel could get
+                            # slightly different values in two overlapping tile windows.
+                            XSCALE=repr(self.scale[0]), YSCALE=repr(self.scale[1]),
                             # Per-band nodata: GDAL's default masks a pixel only where every band is nodata.
                             UNIFIED_SRC_NODATA="NO")
             self._local.src, self._local.vrt = src, vrt

@@ -177,7 +177,7 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
     processed = skipped = 0
     prefetcher = None
     # A bounded GDAL block cache: written blocks must not pile up in memory on large scenes.
-    with rasterio.Env(GDAL_CACHEMAX=256):
+    with rasterio.Env(GDAL_CACHEMAX=256 * 2**20):  # bytes (rasterio passes integers to GDAL as bytes)
         try:
             for spec in outputs:
                 if spec.kind != "classes" or spec.class_names:

@@ -96,7 +96,7 @@ class RasterWriter:
         self._flush()
         self.dataset.close()
         self.buffer = None
-        rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+        rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
                              BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
                              NUM_THREADS="ALL_CPUS")
         self.partial.unlink(missing_ok=True)
