@@ -40,5 +40,5 @@ def embed(
     out = output or Path(f"{output_stem(scenes)}_embedding.tif")
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
     opts = EmbedOptions(size=model, layer=layer, merge_method=merge, dtype=dtype)
-    task = embed_task(list(scene.modalities), opts, runtime, out, overwrite=overwrite)
+    task = embed_task(list(scene.band_counts), opts, runtime, out, overwrite=overwrite)
     run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet)

@@ -38,15 +38,16 @@ def generate(
     """
     from geomind_cli.errors import InputError
     from geomind_cli.tasks.generate import GenerateOptions, generate_task
-    from geomind_cli.tasks.inputs import open_inputs, output_stem
+    from geomind_cli.tasks.inputs import open_inputs, output_stem, split_targets
     from geomind_cli.tasks.run import run_task
     from geomind_cli.tasks.runtime import Runtime
 
+    scenes, to = split_targets(scenes, to)
     if noise not in ("world", "tile"):
         raise InputError(f"--noise {noise}: use world or tile")
     scene = open_inputs(scenes, from_)
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
     opts = GenerateOptions(targets=tuple(to), size=model, timesteps=timesteps, temperature=temperature, top_p=top_p,
                            top_k=top_k, seed=seed, noise=noise)
-    task = generate_task(list(scene.modalities), opts, runtime, output_dir, output_stem(scenes), overwrite=overwrite)
+    task = generate_task(list(scene.band_counts), opts, runtime, output_dir, output_stem(scenes), overwrite=overwrite)
     run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview)

@@ -29,3 +29,18 @@ def open_inputs(scenes: list[str], from_modalities: list[str] | None = None, **g
 def output_stem(scenes: list[str]) -> str:
     """Output file stem: the first input's name without modality suffix or extension."""
     return Path(scenes[0].split(":")[0] if ":" in scenes[0][2:] else scenes[0]).stem
+
+
+def split_targets(args: list[str], targets: list[str]) -> tuple[list[str], list[str]]:
+    """Let ``--to S1GRD LULC`` work as users type it: option parsers give ``--to`` one value, so bare modality
+    names among the positional arguments (that are not files) are targets too; ``--to S1GRD,LULC`` works as well."""
+    from geomind_cli.models.modalities import GENERATABLE
+
+    names = [t for item in targets for t in item.split(",") if t]
+    scenes = []
+    for arg in args:
+        if arg.upper() in GENERATABLE and not Path(arg).exists():
+            names.append(arg.upper())
+        else:
+            scenes.append(arg)
+    return scenes, names

@@ -1,0 +1,218 @@
+"""End-to-end CLI tests: the real `geomind` command in a subprocess, offline, with random weights written in the
+official layout into a temporary Hugging Face cache (tiny TerraMind, full-size tokenizers, 1 diffusion step)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from hub_cache import HubCache
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+S2 = SAMPLES / "terramind" / "282D_485L_3_3_S2L2A.tif"
+DEM = SAMPLES / "terramind" / "282D_485L_3_3_DEM.tif"
+FLOOD_S2 = SAMPLES / "sen1floods11" / "Spain_7370579_S2Hand.tif"
+FLOOD_S1 = SAMPLES / "sen1floods11" / "Spain_7370579_S1Hand.tif"
+FAST = ["--model", "tiny", "--timesteps", "1", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """Official-layout random checkpoints: TerraMind tiny and the tokenizers these tests use."""
+    import torch
+
+    from geomind_cli.models import official_state_dict
+    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.models.tokenizers import build_tokenizer
+    from geomind_cli.models.weights import model_file
+
+    hub = HubCache(tmp_path_factory.mktemp("hf-home"))
+    hub.place(*model_file("tiny"), official_state_dict("tiny", seed=1))
+    for name in ("S1GRD", "LULC", "DEM"):
+        info = MODALITIES[name].tokenizer
+        torch.manual_seed(len(name))
+        hub.place(info.repo_id, info.filename, build_tokenizer(info.name).state_dict())
+    return hub
+
+
+def geomind(cache: HubCache, *args, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "geomind_cli.cli.app", *map(str, args)], env=cache.env(),
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"geomind {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def same_georeferencing(a: Path, b: Path, scale: int = 1):
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        assert x.crs == y.crs
+        expected = y.transform * y.transform.scale(scale)
+        assert x.transform.almost_equals(expected, precision=1e-6), (x.transform, expected)
+        assert (x.width, x.height) == (math.ceil(y.width / scale), math.ceil(y.height / scale))
+
+
+def test_generate_s1grd_and_lulc_georeferenced_in_physical_units(cache, tmp_path):
+    geomind(cache, "generate", S2, "--to", "S1GRD", "LULC", "-o", tmp_path, "--seed", "3", "--preview", *FAST)
+    s1, lulc = tmp_path / f"{S2.stem}_S1GRD.tif", tmp_path / f"{S2.stem}_LULC.tif"
+    same_georeferencing(s1, S2)
+    same_georeferencing(lulc, S2)
+    with rasterio.open(s1) as src:
+        assert src.dtypes == ("float32", "float32") and src.descriptions == ("VV", "VH")
+        vv = src.read(1)
+        # The diffusion output is clamped to [-1, 1] in standardized units: mean +- std in dB (-12.599 +- 5.195).
+        assert np.isfinite(vv).all() and -17.8 <= vv.min() and vv.max() <= -7.4
+        assert src.profile.get("tiled") or src.block_shapes[0][0] < src.height  # a COG is tiled
+    with rasterio.open(lulc) as src:
+        assert src.dtypes == ("uint8",)
+        assert src.colormap(1)[1][:3] == (65, 155, 223)  # Water
+        classes = src.read(1)
+        assert classes.max() <= 9
+        assert "Water" in json.dumps(src.tags()) + json.dumps(src.tags(1))
+    assert (tmp_path / f"{S2.stem}_LULC.png").stat().st_size > 0
+    assert (tmp_path / f"{S2.stem}_S1GRD.png").stat().st_size > 0
+
+
+def test_generate_same_seed_same_output_other_seed_differs(cache, tmp_path):
+    runs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        geomind(cache, "generate", S2, "--to", "S1GRD", "-o", tmp_path / name, "--seed", seed, *FAST)
+        with rasterio.open(tmp_path / name / f"{S2.stem}_S1GRD.tif") as src:
+            runs[name] = src.read()
+    np.testing.assert_array_equal(runs["a"], runs["b"])
+    assert np.abs(runs["a"] - runs["c"]).mean() > 1e-3
+
+
+def test_generate_lulc_multi_source_scene_keeps_nodata_and_grid(cache, tmp_path):
+    """The 512 px Sen1Floods11 chip: S2 L1C + S1 GRD in EPSG:4326, several tiles, nodata where S2 is 0."""
+    geomind(cache, "generate", FLOOD_S2, FLOOD_S1, "--to", "LULC", "-o", tmp_path, "--batch-size", "4", *FAST)
+    out = tmp_path / f"{FLOOD_S2.stem}_LULC.tif"
+    same_georeferencing(out, FLOOD_S2)
+    with rasterio.open(out) as src, rasterio.open(FLOOD_S2) as s2:
+        classes = src.read(1)
+        assert src.overviews(1), "COG overviews expected"
+        empty = (s2.read() == 0).all(axis=0)
+        if empty.any():
+            assert (classes[empty] == src.nodata).all()
+        assert (classes[~empty] <= 9).all()
+
+
+def test_tokenize_then_detokenize_round_trip(cache, tmp_path):
+    tokens = tmp_path / "dem_tokens.tif"
+    geomind(cache, "tokenize", DEM, "--modality", "DEM", "-o", tokens, "--device", "cpu", "--quiet")
+    same_georeferencing(tokens, DEM, scale=16)
+    with rasterio.open(tokens) as src:
+        ids = src.read(1)
+        assert src.dtypes == ("uint16",) and ids.shape == (14, 14)
+        assert ids.max() < 15360 and len(np.unique(ids)) > 1
+    decoded = tmp_path / "dem_decoded.tif"
+    geomind(cache, "detokenize", tokens, "--modality", "DEM", "-o", decoded, "--timesteps", "1", "--device", "cpu",
+            "--quiet")
+    same_georeferencing(decoded, DEM)
+    with rasterio.open(decoded) as src:
+        dem = src.read(1)
+        assert src.dtypes == ("float32",) and np.isfinite(dem).all()
+        assert 670.665 - 951.3 <= dem.min() and dem.max() <= 670.665 + 951.3  # mean +- std in metres
+
+
+def test_embed_writes_one_band_per_feature_on_the_patch_grid(cache, tmp_path):
+    out = tmp_path / "emb.tif"
+    geomind(cache, "embed", S2, "--model", "tiny", "-o", out, "--device", "cpu", "--quiet")
+    same_georeferencing(out, S2, scale=16)
+    with rasterio.open(out) as src:
+        assert src.count == 192 and src.dtypes[0] == "float16"
+        emb = src.read()
+        assert np.isfinite(emb).all() and emb.std() > 0
+
+
+def test_info_json_reports_modalities_plan_and_cache(cache):
+    proc = geomind(cache, "info", FLOOD_S2, FLOOD_S1, "--json")
+    report = json.loads(proc.stdout)
+    assert report["modalities"] == {"S2L1C": 13, "S1GRD": 2}
+    assert report["tile_plan"]["tiles"] == 9  # 512 px, tile 224, stride 160 -> 3 x 3
+    cached = {w["name"]: w["path"] for w in report["weights"]}
+    assert cached["tiny"] and cached["S1GRD"] and not cached["large"]
+
+
+def test_weights_path_names_repository_when_missing(cache):
+    assert "TerraMind_v1_tiny.pt" in geomind(cache, "weights", "path", "tiny").stdout
+    proc = geomind(cache, "weights", "path", "large", check=False)
+    assert proc.returncode == 1
+    assert "ibm-esa-geospatial/TerraMind-1.0-large" in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr
+
+
+def _one_error_line(proc) -> str:
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("not_a_raster", "readme.md"),
+        ("missing_bands", "present"),
+        ("unknown_modality", "unknown modality"),
+        ("no_overlap", "overlap"),
+        ("weights_offline", "TerraMind-1.0-small"),
+        ("cuda_absent", "cuda"),
+    ],
+)
+def test_bad_input_gives_one_line_and_writes_nothing(cache, tmp_path, case, expect):
+    out = tmp_path / "out"
+    if case == "not_a_raster":
+        bad = tmp_path / "readme.md"
+        bad.write_text("hello")
+        args = ["generate", bad, "--to", "LULC"]
+    elif case == "missing_bands":
+        args = ["generate", f"{DEM}:S2L2A", "--to", "LULC"]
+    elif case == "unknown_modality":
+        args = ["generate", S2, "--to", "HYPERSPECTRAL"]
+    elif case == "no_overlap":
+        args = ["generate", S2, f"{FLOOD_S1}:S1GRD", "--to", "LULC"]
+    elif case == "weights_offline":
+        args = ["generate", S2, "--to", "LULC", "--model", "small"]
+    else:
+        args = ["generate", S2, "--to", "LULC", "--device", "cuda"]
+    if case in ("weights_offline", "cuda_absent"):
+        proc = geomind(cache, *args, "-o", out, "--timesteps", "1", "--quiet", check=False)
+    else:
+        proc = geomind(cache, *args, "-o", out, *FAST, check=False)
+    if case == "cuda_absent" and proc.returncode == 0:
+        pytest.fail("a CUDA device is present here; this case expects a CPU-only machine")
+    assert expect.lower() in _one_error_line(proc).lower()
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_existing_output_needs_overwrite(cache, tmp_path):
+    target = tmp_path / f"{S2.stem}_LULC.tif"
+    target.write_bytes(b"keep me")
+    proc = geomind(cache, "generate", S2, "--to", "LULC", "-o", tmp_path, *FAST, check=False)
+    assert "--overwrite" in _one_error_line(proc)
+    assert target.read_bytes() == b"keep me"
+    geomind(cache, "generate", S2, "--to", "LULC", "-o", tmp_path, "--overwrite", *FAST)
+    with rasterio.open(target) as src:
+        assert src.dtypes == ("uint8",)
+
+
+def test_random_weights_warn_loudly(cache, tmp_path):
+    proc = geomind(cache, "embed", S2, "--model", "tiny", "--weights", "random", "-o", tmp_path / "e.tif",
+                   "--device", "cpu", "--quiet")
+    assert "RANDOM WEIGHTS" in proc.stderr
+
+
+def test_help_is_fast_and_lists_commands():
+    proc = subprocess.run([sys.executable, "-m", "geomind_cli.cli.app", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    for command in ("generate", "tokenize", "detokenize", "embed", "info", "weights"):
+        assert command in proc.stdout
+    # Heavy imports live inside command bodies, so help and argument errors come back at once.
+    probe = "import sys, geomind_cli.cli.app; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
