@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from geomind_cli.errors import ConfigError
 from geomind_cli.models import weights as _weights
 from geomind_cli.models.modalities import TOKENIZERS, TokenizerInfo
@@ -42,10 +44,25 @@ def build_tokenizer(name: str, *, pretrained: bool = False, weights: str | os.Pa
     wrongly shaped key is an error. With neither, the weights are randomly initialised, which is only useful for tests.
     """
     info = _tokenizer_info(name)
-    model: Tokenizer = DiVAE(info) if info.decoder == "diffusion" else VQVAE(info)
+    if weights is None and not pretrained:
+        return _construct(info).eval()
     if weights is not None:
-        _weights.load_strict(model, _weights.read_state_dict(weights), source=str(weights))
-    elif pretrained:
-        path = _weights.hub_file(info.repo_id, info.filename)
-        _weights.load_strict(model, _weights.read_state_dict(path), source=f"{info.filename} from {info.repo_id}")
+        state, source = _weights.read_state_dict(weights), str(weights)
+    else:
+        state = _weights.read_state_dict(_weights.hub_file(info.repo_id, info.filename))
+        source = f"{info.filename} from {info.repo_id}"
+    # Skeleton on the meta device, then adopt the checkpoint tensors: no random init of ~290M parameters that
+    # would be overwritten at once, and no second copy of the weights in memory.
+    with torch.device("meta"):
+        model = _construct(info)
+    _weights.check_state_dict(model, state, source=source)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    model.encoder.pos_emb.requires_grad_(False)
+    if isinstance(model, VQVAE):
+        model.decoder.pos_emb.requires_grad_(False)
     return model.eval()
+
+
+def _construct(info: TokenizerInfo) -> Tokenizer:
+    return DiVAE(info) if info.decoder == "diffusion" else VQVAE(info)
