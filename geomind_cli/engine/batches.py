@@ -138,7 +138,8 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
                 filled = {name: np.where(np.isnan(a), fills[name][:, None, None], a) for name, a in tiles.items()}
                 pending.append((r, c, filled, per_mod, valid))
                 if len(pending) == batch_size:
-                    yield Item(batch_of(pending), r, skipped)
+                    # A batch ending with the row's last tile completes that row.
+                    yield Item(batch_of(pending), r + 1 if c == len(plan.xs) - 1 else r, skipped)
                     pending, skipped = [], 0
         if not pending:
             yield Item(None, r + 1, skipped)

@@ -22,6 +22,8 @@ from geomind_cli.engine.tiling import DEFAULT_OVERLAP, plan_tiles
 from geomind_cli.engine.writer import RasterWriter, check_writable
 
 TileFn = Callable[[TileBatch], dict]
+# GDAL block cache while streaming (rasterio passes integers to GDAL as bytes, not MB): written blocks must not pile up.
+STREAM_CACHE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -142,6 +144,7 @@ class _Outputs:
         for spec in self.specs:  # every tile was skipped: still write all-nodata outputs
             self.ensure(spec, len(spec.class_names or spec.bands))
         self.flush(len(self.plan.ys))
+        self.stitchers.clear()  # free the row bands before GDAL builds the COGs
         for writer in self.writers.values():
             writer.finish()
         for writer in self.writers.values():
@@ -170,14 +173,12 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
     plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=tile_size, overlap=overlap)
     _check_outputs(outputs, overwrite=overwrite)
     # Rows a stitcher must hold: the tile rows one batch can span, plus one.
-    rows_per_batch = -(-batch_size // len(plan.xs)) + 1
-    capacity = tile_size + plan.stride * rows_per_batch
+    capacity = tile_size + plan.stride * -(-batch_size // len(plan.xs))
     state = _Outputs(scene, outputs, plan, capacity)
     bar = _progress(progress, len(plan))
     processed = skipped = 0
     prefetcher = None
-    # A bounded GDAL block cache: written blocks must not pile up in memory on large scenes.
-    with rasterio.Env(GDAL_CACHEMAX=256 * 2**20):  # bytes (rasterio passes integers to GDAL as bytes)
+    with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES):
         try:
             for spec in outputs:
                 if spec.kind != "classes" or spec.class_names:

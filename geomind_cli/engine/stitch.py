@@ -89,9 +89,16 @@ class BlendStitcher(Stitcher):
         if end <= self.band.start:
             return []
         row0 = self.band.start
-        return [(key, row0, arr) for key, arr in self.band.take(end, self._finish)]
+        return [(key, row0 + offset, arr) for key, offset, arr in self.band.take(end, self._finish)]
 
-    def _finish(self, rows: np.ndarray):
+    def _finish(self, rows: np.ndarray) -> list[tuple[str, int, np.ndarray]]:
+        """Final rows [C + 1, h, W] -> (file key, row offset, array) pieces, in chunks of 32 rows to bound temporaries."""
+        pieces = []
+        for start in range(0, rows.shape[1], 32):
+            pieces += [(key, start, arr) for key, arr in self._finish_chunk(rows[:, start:start + 32])]
+        return pieces
+
+    def _finish_chunk(self, rows: np.ndarray):
         total = rows[-1]
         valid = total > 0
         with np.errstate(invalid="ignore", divide="ignore"):

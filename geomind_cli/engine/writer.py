@@ -22,6 +22,7 @@ from geomind_cli.engine.grid import Grid
 from geomind_cli.errors import OutputError
 
 BLOCK = 256
+COG_CACHE_BYTES = 128 * 2**20  # GDAL block cache while building the COG and its overviews
 
 
 def check_writable(path: Path, *, overwrite: bool):
@@ -96,9 +97,10 @@ class RasterWriter:
         self._flush()
         self.dataset.close()
         self.buffer = None
-        rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
-                             BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
-                             NUM_THREADS="ALL_CPUS")
+        with rasterio.Env(GDAL_CACHEMAX=COG_CACHE_BYTES):
+            rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
+                                 BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
+                                 NUM_THREADS="ALL_CPUS")
         self.partial.unlink(missing_ok=True)
 
     def commit(self) -> Path:
