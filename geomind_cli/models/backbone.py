@@ -76,7 +76,7 @@ class TerraMindViT(nn.Module):
         self,
         cfg: TransformerConfig,
         *,
-        modalities: Sequence[str],
+        modalities: Sequence[str] | None = None,
         merge_method: str | None = "mean",
         img_size: int = 224,
         extra_keys: Sequence[str] = (),

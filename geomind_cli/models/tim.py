@@ -41,7 +41,7 @@ class TerraMindTiM(TerraMindViT):
         self,
         cfg: TransformerConfig,
         *,
-        modalities: Sequence[str],
+        modalities: Sequence[str] | None = None,
         tim_modalities: Sequence[str] | None = None,
         tim_temps: float | Sequence[float] = 1.0,
         tim_top_p: float = 0.8,
