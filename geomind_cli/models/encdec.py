@@ -125,7 +125,6 @@ class TokenSampler(nn.Module):
         """
         visible = [self._embed(key, value) for key, value in inputs]
         batch, device = visible[0].x.shape[0], visible[0].x.device
-        n = grid[0] * grid[1]
         out: dict[str, torch.Tensor] = {}
         for target in targets:
             tokens = self._generate_one(visible, target, grid, batch, device, generator, token_uniforms or {})

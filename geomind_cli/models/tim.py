@@ -21,7 +21,7 @@ from geomind_cli.errors import ConfigError
 from geomind_cli.models.backbone import TerraMindViT, _Input
 from geomind_cli.models.encdec import TargetSpec, TerraMindEncDec, TokenSampler
 from geomind_cli.models.layers import TransformerConfig
-from geomind_cli.models.modalities import target_key
+from geomind_cli.models.modalities import input_key, target_key
 from geomind_cli.models.sampling import Generators
 
 
@@ -53,6 +53,9 @@ class TerraMindTiM(TerraMindViT):
     ):
         tim_names = list(tim_modalities or ["LULC"])
         tim_keys = [target_key(name) for name in tim_names]
+        clash = [n for n, k in zip(tim_names, tim_keys) if n in (modalities or []) and input_key(n) != k]
+        if clash:  # e.g. raw S1GRD in, S1GRD tokens generated: both would be named S1GRD (the reference refuses too)
+            raise ConfigError(f"{', '.join(clash)} is both a raw input and a TiM modality; drop it from one of them")
         super().__init__(
             cfg, modalities=modalities, merge_method=merge_method, img_size=img_size, extra_keys=tim_keys,
             pretrained_tokenizers=pretrained_tokenizers,
