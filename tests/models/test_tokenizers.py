@@ -194,11 +194,11 @@ def test_encode_quantize_agree(s1grd):
 # --- diffusion decoding --------------------------------------------------------------------------------------------
 
 def test_tile_alone_equals_tile_in_batch(s1grd):
-    tokens = torch.randint(0, 15360, (3, 2, 2), generator=torch.Generator().manual_seed(1))
-    noise = torch.randn(3, 2, 32, 32, generator=torch.Generator().manual_seed(2))
+    tokens = torch.randint(0, 15360, (2, 2, 2), generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(2))
     batch = s1grd.decode_tokens(tokens, timesteps=2, noise=noise)
     alone = s1grd.decode_tokens(tokens[1:2], timesteps=2, noise=noise[1:2])
-    assert batch.shape == (3, 2, 32, 32) and batch.abs().max() <= 1.0
+    assert batch.shape == (2, 2, 32, 32) and batch.abs().max() <= 1.0
     torch.testing.assert_close(alone, batch[1:2], rtol=1e-5, atol=1e-5)
     # Different tiles really decode differently (the check above is not vacuous).
     assert not torch.allclose(batch[0], batch[1], atol=1e-3)
@@ -227,8 +227,8 @@ def test_image_size_and_size_checks(s1grd):
 
 
 def test_unet_under_bf16_autocast_and_channels_last(s1grd):
-    tokens = torch.randint(0, 15360, (2, 2, 2), generator=torch.Generator().manual_seed(4))
-    noise = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(6))
+    tokens = torch.randint(0, 15360, (1, 2, 2), generator=torch.Generator().manual_seed(4))
+    noise = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(6))
     codes = s1grd.indices_to_codes(tokens)
     t = torch.tensor([999.0])
     with torch.no_grad():
