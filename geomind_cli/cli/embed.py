@@ -17,7 +17,7 @@ def embed(
     model: o.Model = "base",
     layer: Annotated[int, typer.Option("--layer", help="Encoder layer (-1: last, layer-normed).")] = -1,
     merge: Annotated[str, typer.Option("--merge", help="How modalities are merged: mean, max or concat.")] = "mean",
-    dtype: Annotated[str, typer.Option("--dtype", help="float16 or float32.")] = "float16",
+    dtype: Annotated[str, typer.Option("--dtype", help="Output data type (float32).")] = "float32",
     device: o.Device = "auto",
     precision: o.Precision = "auto",
     batch_size: o.BatchSize = 8,

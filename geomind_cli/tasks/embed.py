@@ -24,7 +24,7 @@ class EmbedOptions:
     size: str = "base"
     layer: int = -1  # -1: the last, layer-normed output
     merge_method: str = "mean"
-    dtype: str = "float16"
+    dtype: str = "float32"
 
 
 def embed_task(inputs: list[str], options: EmbedOptions, runtime: Runtime, out_path: Path, *,
@@ -34,8 +34,9 @@ def embed_task(inputs: list[str], options: EmbedOptions, runtime: Runtime, out_p
 
     if options.merge_method not in MERGE_METHODS:
         raise InputError(f"--merge {options.merge_method}: choose from {', '.join(MERGE_METHODS)}")
-    if options.dtype not in ("float16", "float32"):
-        raise InputError(f"--dtype {options.dtype}: choose float16 or float32")
+    if options.dtype != "float32":
+        # GDAL's GeoTIFF Float16 needs GDAL >= 3.11; the rasterio 1.4 wheels bundle an older GDAL.
+        raise InputError(f"--dtype {options.dtype}: GeoTIFF output is float32 (float16 needs GDAL >= 3.11)")
     model = build(model_name(options.size), runtime, modalities=list(inputs), merge_method=options.merge_method)
     depth = len(model.encoder)
     if not -depth <= options.layer < depth:
