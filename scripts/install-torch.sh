@@ -6,8 +6,9 @@
 set -euo pipefail
 pip="$1"
 version="$(grep -E '^torch==' constraints.txt | cut -d= -f3)"
-if "$pip" install --no-index "torch==${version}" >/dev/null 2>&1; then
+if "$pip" install --no-index --no-deps "torch==${version}" >/dev/null 2>&1; then
   echo "torch ${version}: installed from a local wheel"
+  "$pip" install "torch==${version}"  # its dependencies from the index; torch itself is already satisfied
 elif ! command -v nvidia-smi >/dev/null 2>&1; then
   echo "torch ${version}: no NVIDIA driver found, installing the CPU build"
   "$pip" install "torch==${version}" --index-url https://download.pytorch.org/whl/cpu \
