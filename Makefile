@@ -17,10 +17,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/install-torch.sh
 install: $(VENV)/.installed
 
 # The reference (terratorch 1.2.13) is a test-only dependency: its TerraMind code is used to prove parity. It is
-# installed without its dependency tree, which our tests do not need.
+# installed without its dependency tree, which our tests do not need; so is segmentation_models_pytorch, whose
+# UNet decoder the reference's UNetDecoder wraps (its full tree would pull torchvision and CUDA wheels).
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -c constraints.txt -e ".[test]"
-	$(PIP) install -c constraints.txt --no-deps terratorch==1.2.13
+	$(PIP) install -c constraints.txt --no-deps terratorch==1.2.13 segmentation-models-pytorch==0.5.0
 	touch $@
 
 install-test: $(VENV)/.installed-test
