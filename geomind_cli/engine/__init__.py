@@ -9,12 +9,12 @@ Model-agnostic: a task gives a tile function (a :class:`TileBatch` in, arrays ou
 from geomind_cli.engine.batches import TileBatch
 from geomind_cli.engine.grid import Grid
 from geomind_cli.engine.outputs import OutputSpec
-from geomind_cli.engine.runner import RunSummary, run_scene
+from geomind_cli.engine.runner import RunSummary, check_outputs, run_scene
 from geomind_cli.engine.scene import Scene, open_scene
 from geomind_cli.engine.sources import SourceSpec, detect_modality
 from geomind_cli.engine.tiling import DEFAULT_OVERLAP, TilePlan, plan_tiles
 
 __all__ = [
     "DEFAULT_OVERLAP", "Grid", "OutputSpec", "RunSummary", "Scene", "SourceSpec", "TileBatch", "TilePlan",
-    "detect_modality", "open_scene", "plan_tiles", "run_scene",
+    "check_outputs", "detect_modality", "open_scene", "plan_tiles", "run_scene",
 ]

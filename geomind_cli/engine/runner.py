@@ -67,7 +67,8 @@ def _progress(enabled: bool, total: int):
     return progress
 
 
-def _check_outputs(outputs: list[OutputSpec], *, overwrite: bool):
+def check_outputs(outputs: list[OutputSpec], *, overwrite: bool) -> None:
+    """Raise before any work if an output (or its probability/confidence sidecar) cannot be written."""
     names = [o.name for o in outputs]
     if len(set(names)) != len(names):
         raise ValueError(f"output names must be unique: {names}")
@@ -171,7 +172,7 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
         raise ValueError("batch_size must be at least 1")
     start = time.perf_counter()
     plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=tile_size, overlap=overlap)
-    _check_outputs(outputs, overwrite=overwrite)
+    check_outputs(outputs, overwrite=overwrite)
     # Rows a stitcher must hold: the tile rows one batch can span, plus one.
     capacity = tile_size + plan.stride * -(-batch_size // len(plan.xs))
     state = _Outputs(scene, outputs, plan, capacity)

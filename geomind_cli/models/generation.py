@@ -23,15 +23,9 @@ from geomind_cli.models.backbone import _Input, build_tokenizers, resolve_modali
 from geomind_cli.models.encdec import TargetSpec, TerraMindEncDec, TokenSampler
 from geomind_cli.models.layers import TransformerConfig
 from geomind_cli.models.modalities import get_modality, input_key, target_key
+from geomind_cli.models import normalize
 from geomind_cli.models.sampling import Generators
 from geomind_cli.models.tim import per_modality
-
-
-def _stats(key: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    modality = get_modality(key)
-    mean = torch.tensor(modality.mean, dtype=torch.float32, device=like.device)[None, :, None, None]
-    std = torch.tensor(modality.std, dtype=torch.float32, device=like.device)[None, :, None, None]
-    return mean, std
 
 
 class TerraMindGeneration(nn.Module):
@@ -98,8 +92,7 @@ class TerraMindGeneration(nn.Module):
                 raise ConfigError(f"{name} is not an input of this model; it takes {', '.join(self.modalities)}")
             modality = get_modality(key)
             if standardize and not modality.categorical:
-                mean, std = _stats(key, value)
-                value = (value - mean) / std
+                value = normalize.standardize(key, value)
             inputs.append(_Input(name, key, value))
         return inputs
 
@@ -166,8 +159,7 @@ class TerraMindGeneration(nn.Module):
                     gen = None
                 value = self.tokenizer[key].decode_tokens(ids, timesteps=timesteps, noise=noise, generator=gen)
                 if standardize and not get_modality(key).categorical:
-                    mean, std = _stats(key, value)
-                    value = value * std + mean
+                    value = normalize.destandardize(key, value)
                 out[name] = value
         return out
 

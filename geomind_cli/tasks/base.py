@@ -23,11 +23,42 @@ class Task:
     description: str = ""
 
 
-def build(name: str, runtime: Runtime, **kwargs) -> torch.nn.Module:
-    """Build a registered model with the runtime's weights choice, on its device, in eval mode."""
-    from geomind_cli.models import build_model
+@dataclass(frozen=True)
+class ModelHandle:
+    """A model named by how to build it, built at most once per process and runtime.
 
-    return runtime.prepare(build_model(name, **runtime.model_kwargs(), **kwargs))
+    Tasks hold a handle, not a module, so a task can travel to Dask workers (cloudpickle) and each worker builds
+    its own replica on first use and keeps it for every later block and scene.
+    """
+
+    name: str
+    runtime: Runtime
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+    def key(self) -> str:
+        return repr((self.name, self.runtime, self.kwargs))
+
+    def __call__(self) -> torch.nn.Module:
+        model = _MODELS.get(self.key())
+        if model is None:
+            from geomind_cli.models import build_model
+
+            model = self.runtime.prepare(build_model(self.name, **self.runtime.model_kwargs(), **dict(self.kwargs)))
+            _MODELS[self.key()] = model
+        return model
+
+
+_MODELS: dict[str, torch.nn.Module] = {}
+
+
+def model_handle(name: str, runtime: Runtime, **kwargs) -> ModelHandle:
+    """Handle on a registered model (see :func:`geomind_cli.models.build_model`) with the runtime's weights."""
+    return ModelHandle(name, runtime, tuple(sorted(kwargs.items())))
+
+
+def build(name: str, runtime: Runtime, **kwargs) -> torch.nn.Module:
+    """Build (or reuse) a registered model with the runtime's weights choice, on its device, in eval mode."""
+    return model_handle(name, runtime, **kwargs)()
 
 
 def to_tensors(arrays: dict[str, np.ndarray], runtime: Runtime) -> dict[str, torch.Tensor]:
@@ -43,25 +74,6 @@ def to_tensors(arrays: dict[str, np.ndarray], runtime: Runtime) -> dict[str, tor
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy()
-
-
-def standardize(name: str, x: torch.Tensor) -> torch.Tensor:
-    """Physical units to TerraMind's pre-training statistics, ``(x - mean) / std`` per band."""
-    from geomind_cli.models.modalities import statistics
-
-    mean, std = statistics(name)
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - mean_t) / std_t
-
-
-def destandardize(name: str, x: torch.Tensor) -> torch.Tensor:
-    from geomind_cli.models.modalities import statistics
-
-    mean, std = statistics(name)
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return x * std_t + mean_t
 
 
 def model_name(size: str, suffix: str = "") -> str:

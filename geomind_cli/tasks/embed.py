@@ -11,7 +11,8 @@ import torch
 
 from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import InputError
-from geomind_cli.tasks.base import Task, build, model_name, to_numpy, to_tensors
+from geomind_cli.models.normalize import standardize
+from geomind_cli.tasks.base import Task, model_handle, model_name, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 
@@ -30,18 +31,18 @@ class EmbedOptions:
 def embed_task(inputs: list[str], options: EmbedOptions, runtime: Runtime, out_path: Path, *,
                overwrite: bool = False) -> Task:
     """Tile function: standardized inputs -> embeddings ``[B, D, T/16, T/16]`` of one encoder layer."""
-    from geomind_cli.tasks.base import standardize
-
     if options.merge_method not in MERGE_METHODS:
         raise InputError(f"--merge {options.merge_method}: choose from {', '.join(MERGE_METHODS)}")
     if options.dtype != "float32":
         # GDAL's GeoTIFF Float16 needs GDAL >= 3.11; the rasterio 1.4 wheels bundle an older GDAL.
         raise InputError(f"--dtype {options.dtype}: GeoTIFF output is float32 (float16 needs GDAL >= 3.11)")
-    model = build(model_name(options.size), runtime, modalities=list(inputs), merge_method=options.merge_method)
-    depth = len(model.encoder)
+    model = model_handle(model_name(options.size), runtime, modalities=list(inputs),
+                         merge_method=options.merge_method)
+    encoder = model()  # build now: missing or mismatched weights fail before any tile
+    depth = len(encoder.encoder)
     if not -depth <= options.layer < depth:
         raise InputError(f"--layer {options.layer}: the {options.size} encoder has layers 0..{depth - 1} (or -1)")
-    dim = model.out_channels[options.layer] if hasattr(model, "out_channels") else None
+    dim = encoder.out_channels[options.layer] if hasattr(encoder, "out_channels") else None
     bands = [f"feature_{i}" for i in range(dim)] if dim else []
     outputs = [OutputSpec(name="embedding", path=Path(out_path), kind="grid", bands=bands, dtype=options.dtype,
                           nodata=math.nan, scale=PATCH)]
@@ -52,7 +53,7 @@ def embed_task(inputs: list[str], options: EmbedOptions, runtime: Runtime, out_p
         x = {name: standardize(name, t) for name, t in x.items()}
         size = next(iter(x.values())).shape[-1]
         with torch.inference_mode(), runtime.autocast():
-            tokens = model(x)[options.layer]  # [B, N, D]
+            tokens = model()(x)[options.layer]  # [B, N, D]
         grid = tokens.float().transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], size // PATCH, size // PATCH)
         return {"embedding": to_numpy(grid)}
 

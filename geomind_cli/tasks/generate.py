@@ -19,7 +19,7 @@ from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import ModalityError
 from geomind_cli.models.modalities import LULC_CLASS_NAMES, LULC_COLORS, MODALITIES, get_modality
 from geomind_cli.noise import tile_gaussian, tile_token_uniforms
-from geomind_cli.tasks.base import Task, build, model_name, to_numpy, to_tensors
+from geomind_cli.tasks.base import Task, model_handle, model_name, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 
@@ -78,7 +78,7 @@ def generate_task(inputs: list[str], options: GenerateOptions, runtime: Runtime,
     targets = _check_targets(inputs, options.targets)
     outputs = output_specs(targets, out_dir, stem)
     check_outputs(outputs, overwrite=overwrite)
-    model = build(
+    model = model_handle(
         model_name(options.size, "_generate"),
         runtime,
         modalities=list(inputs),
@@ -90,6 +90,7 @@ def generate_task(inputs: list[str], options: GenerateOptions, runtime: Runtime,
         timesteps=options.timesteps,
         standardize=True,
     )
+    model()  # build now: missing or mismatched weights fail before any tile
     channels = {t: MODALITIES[t].num_channels for t in targets if not MODALITIES[t].categorical}
 
     def tile_fn(batch: TileBatch) -> dict[str, np.ndarray]:
@@ -109,7 +110,7 @@ def generate_task(inputs: list[str], options: GenerateOptions, runtime: Runtime,
                 ])).to(runtime.device)
         x = to_tensors(batch.arrays, runtime)
         with torch.inference_mode(), runtime.autocast():
-            out = model(x, token_uniforms=uniforms, diffusion_noise=noise)
+            out = model()(x, token_uniforms=uniforms, diffusion_noise=noise)
         result = {}
         for t in targets:
             y = out[t].float()

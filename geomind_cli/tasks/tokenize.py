@@ -11,8 +11,9 @@ import torch
 from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import ModalityError
 from geomind_cli.models.modalities import LULC_CLASS_NAMES, LULC_COLORS, get_modality
+from geomind_cli.models.normalize import destandardize, standardize
 from geomind_cli.noise import tile_gaussian
-from geomind_cli.tasks.base import Task, standardize, to_numpy, to_tensors
+from geomind_cli.tasks.base import ModelHandle, Task, model_handle, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 
@@ -20,13 +21,14 @@ TOKEN_NODATA = 65535  # outside every vocabulary (at most 15360 ids)
 PATCH = 16
 
 
-def _tokenizer(name: str, runtime: Runtime):
-    from geomind_cli.models.tokenizers import build_tokenizer
-
+def _tokenizer(name: str, runtime: Runtime) -> ModelHandle:
+    """The modality's tokenizer, built now so that missing weights fail before any tile."""
     modality = get_modality(name)
     if modality.tokenizer is None:
         raise ModalityError(f"{modality.name} has no TerraMind tokenizer; use S2L2A, S1GRD, S1RTC, DEM, LULC or NDVI")
-    return modality, runtime.prepare(build_tokenizer(modality.tokenizer.name, **runtime.model_kwargs()))
+    tokenizer = model_handle(modality.tokenizer.name, runtime)
+    tokenizer()
+    return tokenizer
 
 
 def tokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, overwrite: bool = False) -> Task:
@@ -35,14 +37,14 @@ def tokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, overw
     outputs = [OutputSpec(name="tokens", path=Path(out_path), kind="grid", bands=[f"{modality.name}_token"],
                           dtype="uint16", nodata=TOKEN_NODATA, scale=PATCH)]
     check_outputs(outputs, overwrite=overwrite)
-    modality, tokenizer = _tokenizer(modality_name, runtime)
+    tokenizer = _tokenizer(modality_name, runtime)
 
     def tile_fn(batch: TileBatch) -> dict[str, np.ndarray]:
         x = to_tensors({modality.name: batch.arrays[modality.name]}, runtime)[modality.name]
         # LULC goes in as class indices (the tokenizer one-hot encodes them); the rest is standardized.
         x = x[:, 0].round().long() if modality.categorical else standardize(modality.name, x)
         with torch.inference_mode(), runtime.autocast():
-            tokens = tokenizer.encode(x)
+            tokens = tokenizer().encode(x)
         return {"tokens": tokens[:, None].cpu().numpy().astype(np.float64)}
 
     return Task(outputs=outputs, tile_fn=tile_fn, description=f"tokenize {modality.name}")
@@ -60,7 +62,7 @@ def detokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, tim
         spec = OutputSpec(name=modality.name, path=Path(out_path), kind="continuous", bands=list(modality.bands),
                           dtype="float32", nodata=math.nan)
     check_outputs([spec], overwrite=overwrite)
-    modality, tokenizer = _tokenizer(modality_name, runtime)
+    tokenizer = _tokenizer(modality_name, runtime)
 
     def tile_fn(batch: TileBatch) -> dict[str, np.ndarray]:
         ids = batch.arrays["tokens"][:, 0, PATCH // 2 :: PATCH, PATCH // 2 :: PATCH]  # one id per patch centre
@@ -73,11 +75,9 @@ def detokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, tim
                 tile_gaussian(seed, f"diffusion/{modality.name}", origins, size, modality.num_channels)
             ).to(runtime.device)
         with torch.inference_mode(), runtime.autocast():
-            y = tokenizer.decode_tokens(tokens, image_size=size, timesteps=timesteps, noise=noise).float()
+            y = tokenizer().decode_tokens(tokens, image_size=size, timesteps=timesteps, noise=noise).float()
         if modality.categorical:
             return {modality.name: to_numpy(torch.softmax(y, dim=1))}
-        from geomind_cli.tasks.base import destandardize
-
         return {modality.name: to_numpy(destandardize(modality.name, y))}
 
     return Task(outputs=[spec], tile_fn=tile_fn, description=f"detokenize {modality.name}")
