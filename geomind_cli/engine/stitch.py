@@ -164,6 +164,34 @@ class GridStitcher(Stitcher):
         return out
 
 
-def make_stitcher(spec: OutputSpec, plan: TilePlan, *, capacity_rows: int, channels: int) -> Stitcher:
+def make_stitcher(spec: OutputSpec, plan: TilePlan, *, capacity_rows: int, channels: int,
+                  first_tile_row: int = 0) -> Stitcher:
+    """A stitcher for ``spec``; ``first_tile_row`` > 0 starts its band where that tile row's output begins, for a
+    block of tile rows (see :mod:`geomind_cli.engine.blocks`): tiles of earlier rows must then not be added."""
     cls = GridStitcher if spec.kind == "grid" else BlendStitcher
-    return cls(spec, plan, capacity_rows, channels)
+    stitcher = cls(spec, plan, capacity_rows, channels)
+    if first_tile_row:
+        stitcher.band.start = final_row(spec, plan, first_tile_row)
+    return stitcher
+
+
+def final_row(spec: OutputSpec, plan: TilePlan, next_tile_row: int) -> int:
+    """First output row (pixels, or 16 px cells for grid outputs) that tile rows >= ``next_tile_row`` can touch.
+
+    Output rows ``final_row(r0) .. final_row(r1)`` are exactly the rows that tile rows ``r0 .. r1`` own: for blended
+    outputs, those rows are final once every tile row up to ``r1`` is added; for grid outputs, their cells are
+    copied from tile rows r0 .. r1 only.
+    """
+    rows = len(plan.ys)
+    if spec.kind == "grid":
+        cells = -(-plan.height // plan.patch)
+        return int(np.searchsorted(grid_owners(plan, 0)[:cells], next_tile_row, side="left"))
+    if next_tile_row >= rows:
+        return plan.height
+    return min(int(plan.ys[next_tile_row]), plan.height)
+
+
+def first_contributor(plan: TilePlan, tile_row: int) -> int:
+    """Index of the first tile row whose tiles reach the output rows of ``tile_row`` (its halo for blending)."""
+    y = int(plan.ys[tile_row])
+    return int(np.argmax(plan.ys + plan.tile_size > y))
