@@ -9,6 +9,7 @@ import sys
 import typer
 
 from geomind_cli.cli import detokenize, embed, generate, info, tokenize, weights
+from geomind_cli.cli import classify, segment
 
 app = typer.Typer(
     name="geomind",
@@ -23,6 +24,8 @@ app.command("tokenize")(tokenize.tokenize)
 app.command("detokenize")(detokenize.detokenize)
 app.command("embed")(embed.embed)
 app.command("info")(info.info)
+app.command("segment")(segment.segment)
+app.command("classify")(classify.classify)
 app.add_typer(weights.app, name="weights")
 
 

@@ -1,0 +1,54 @@
+"""``geomind segment``: a TerraTorch fine-tune of TerraMind (config + Lightning checkpoint) over whole scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from geomind_cli.cli import options as o
+
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Lightning checkpoint (.ckpt) from `terratorch fit`.")]
+Config = Annotated[Path, typer.Option("--config", help="The TerraTorch YAML config the model was fine-tuned with.")]
+Tim = Annotated[
+    Optional[list[str]],
+    typer.Option("--tim", help="TiM modalities (e.g. LULC): set them for a *_tim backbone, or check them."),
+]
+From = Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")]
+
+
+def segment(
+    scenes: o.Scenes,
+    checkpoint: Checkpoint,
+    config: Config,
+    tim: Tim = None,
+    from_: From = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_segmentation.tif).")] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write the blended class probabilities (<output>_probabilities.tif).")] = False,
+    confidence: Annotated[bool, typer.Option("--confidence", help="Also write the top class probability (<output>_confidence.tif).")] = False,
+    seed: o.Seed = 0,
+    device: o.Device = "auto",
+    precision: o.Precision = "auto",
+    batch_size: o.BatchSize = 8,
+    compile: o.Compile = None,
+    overlap: o.Overlap = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+    preview: o.Preview = False,
+) -> None:
+    """Write a class map (with colour table and class names) or, for a regression fine-tune, a float raster.
+
+    Example: `geomind segment s2.tif s1.tif:S1GRD --checkpoint best.ckpt --config flood.yaml -o flood.tif`
+    """
+    from geomind_cli.tasks.inputs import open_inputs, output_stem
+    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.runtime import Runtime
+    from geomind_cli.tasks.segment import SegmentOptions, segment_task
+
+    scene = open_inputs(scenes, from_)
+    out = output or Path(f"{output_stem(scenes)}_segmentation.tif")
+    runtime = Runtime.resolve(device=device, precision=precision, compile=compile)
+    opts = SegmentOptions(tim=tuple(tim or ()), probabilities=probabilities, confidence=confidence, seed=seed)
+    task = segment_task(list(scene.band_counts), config, checkpoint, opts, runtime, out, overwrite=overwrite)
+    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview)

@@ -1,0 +1,84 @@
+"""Test-only: terratorch 1.2.13's EncoderDecoderFactory (the reference) without lightning, timm or torchvision.
+
+Builds on tests/reference.py (the TerraMind sub-package with a registry stub). Adds: registries with the
+``build``/``find_class`` methods the factory calls, parent packages for terratorch.models.decoders/heads and for
+segmentation_models_pytorch so that only the needed files are imported (their package ``__init__`` files pull
+timm), and empty torchvision.ops / detection modules that the factory's imports name but never use here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+from reference import _package, load_reference
+
+
+class _Registry:
+    """The subset of terratorch's registry API that the factory uses, over name -> builder dicts."""
+
+    def __init__(self, *tables: dict):
+        self.tables = tables
+
+    def find_class(self, name):
+        for table in self.tables:
+            if name in table:
+                return table[name]
+        raise KeyError(name)
+
+    find_registry = find_class
+
+    def build(self, name, *args, **kwargs):
+        return self.find_class(name)(*args, **kwargs)
+
+    def register(self, obj):
+        self.tables[0][obj.__name__] = obj
+        return obj
+
+    def __contains__(self, name):
+        return any(name in t for t in self.tables)
+
+
+def _module(name: str, **attrs) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    sys.modules[name] = module
+    return module
+
+
+def load_factory():
+    """Return terratorch's ``EncoderDecoderFactory`` class (imports it once)."""
+    if "terratorch.models.encoder_decoder_factory" in sys.modules:
+        return sys.modules["terratorch.models.encoder_decoder_factory"].EncoderDecoderFactory
+    load_reference()
+    registry = sys.modules["terratorch.registry"]
+    registry.BACKBONE_REGISTRY = _Registry(registry.TERRATORCH_BACKBONE_REGISTRY)
+    registry.DECODER_REGISTRY = _Registry(registry.TERRATORCH_DECODER_REGISTRY)
+    registry.NECK_REGISTRY = _Registry(registry.TERRATORCH_NECK_REGISTRY)
+    registry.MODEL_FACTORY_REGISTRY = _Registry({})
+
+    class _Unused:
+        def __init__(self, *args, **kwargs):
+            raise NotImplementedError("torchvision is not installed")
+
+    tv = sys.modules["torchvision"]
+    tv.ops = _module("torchvision.ops", FeaturePyramidNetwork=_Unused)
+    _package("torchvision.models", None)
+    _package("torchvision.models.detection", None)
+    _module("torchvision.models.detection.image_list", ImageList=_Unused)
+    _module("torchvision.models.detection.transform", GeneralizedRCNNTransform=_Unused)
+
+    smp_root = Path(list(importlib.util.find_spec("segmentation_models_pytorch").submodule_search_locations)[0])
+    _package("segmentation_models_pytorch", smp_root)
+    _package("segmentation_models_pytorch.decoders", smp_root / "decoders")
+    _package("segmentation_models_pytorch.decoders.unet", smp_root / "decoders" / "unet")
+    importlib.import_module("segmentation_models_pytorch.base")
+
+    tt_root = Path(sys.modules["terratorch"].__path__[0]) / "models"
+    _package("terratorch.models.decoders", tt_root / "decoders")
+    for name in ("unet_decoder", "upernet_decoder", "fcn_decoder", "identity_decoder"):
+        importlib.import_module(f"terratorch.models.decoders.{name}")
+    return importlib.import_module("terratorch.models.encoder_decoder_factory").EncoderDecoderFactory
