@@ -13,11 +13,11 @@ from geomind_cli.cli import options as o
 def embed(
     scenes: o.Scenes,
     from_: Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_embedding.tif).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output: a .tif (COG) or a .zarr store (default: <scene>_embedding.tif).")] = None,
     model: o.Model = "base",
     layer: Annotated[int, typer.Option("--layer", help="Encoder layer (-1: last, layer-normed).")] = -1,
     merge: Annotated[str, typer.Option("--merge", help="How modalities are merged: mean, max or concat.")] = "mean",
-    dtype: Annotated[str, typer.Option("--dtype", help="Output data type (float32).")] = "float32",
+    dtype: Annotated[str, typer.Option("--dtype", help="Output data type: float32 or float16 (half the size).")] = "float32",
     device: o.Device = "auto",
     precision: o.Precision = "auto",
     batch_size: o.BatchSize = 8,
@@ -29,7 +29,8 @@ def embed(
 ) -> None:
     """Write one feature vector per 16 x 16 patch (one band per feature, transform scaled by 16).
 
-    Example: `geomind embed s2.tif s1.tif:S1GRD --model base --layer -1 -o emb.tif`
+    Example: `geomind embed s2.tif s1.tif:S1GRD --model base --layer -1 -o emb.tif` (or `-o emb.zarr`: Zarr,
+    one chunk holds every feature of a square of patches; open with xr.open_zarr(path, decode_coords="all")).
     """
     from geomind_cli.tasks.embed import EmbedOptions, embed_task
     from geomind_cli.tasks.inputs import open_inputs, output_stem

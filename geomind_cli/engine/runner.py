@@ -19,7 +19,7 @@ from geomind_cli.engine.outputs import OutputSpec
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import make_stitcher
 from geomind_cli.engine.tiling import DEFAULT_OVERLAP, plan_tiles
-from geomind_cli.engine.writer import RasterWriter, check_writable
+from geomind_cli.engine.writer import RasterWriter, check_writable, open_writer
 
 TileFn = Callable[[TileBatch], dict]
 # GDAL block cache while streaming (rasterio passes integers to GDAL as bytes, not MB): written blocks must not pile up.
@@ -113,15 +113,15 @@ class _Outputs:
         tags = {"GEOMIND_OUTPUT": spec.name, "GEOMIND_KIND": spec.kind}
         if spec.class_names:
             tags["CLASS_NAMES"] = list(spec.class_names)
-        self.writers[(spec.name, "main")] = RasterWriter(
-            spec.path, grid=grid, count=1 if spec.kind == "classes" else channels, dtype=spec.dtype,
+        self.writers[(spec.name, "main")] = open_writer(
+            spec.path, name=spec.name, grid=grid, count=1 if spec.kind == "classes" else channels, dtype=spec.dtype,
             nodata=spec.fill, descriptions=list(spec.bands), overview_resampling=spec.overview_resampling,
             colormap=spec.colormap, tags=tags, scale=spec.scale, offset=spec.offset)
         names = list(spec.class_names or [f"class_{k}" for k in range(channels)])
         for what, count, descriptions in (("probabilities", channels, names), ("confidence", 1, ["confidence"])):
             if getattr(spec, what):
-                self.writers[(spec.name, what)] = RasterWriter(
-                    spec.sidecar(what), grid=grid, count=count, dtype="float32", nodata=float("nan"),
+                self.writers[(spec.name, what)] = open_writer(
+                    spec.sidecar(what), name=what, grid=grid, count=count, dtype="float32", nodata=float("nan"),
                     descriptions=descriptions, overview_resampling="AVERAGE", tags={"GEOMIND_OUTPUT": spec.name})
 
     def add(self, batch: TileBatch, results: dict):

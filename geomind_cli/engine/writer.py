@@ -4,6 +4,10 @@ Rows arrive top to bottom. They are buffered up to one row of 256 x 256 blocks a
 compressed GeoTIFF next to the target (so each compressed block is written once). ``finish`` copies it with GDAL's
 COG driver (which builds the overviews) to a second hidden file and renames that onto the target: readers never see
 a partial file, and ``abort`` (error, Ctrl-C) removes both hidden files.
+
+float16 outputs are stored as GeoTIFF Float32 with ``NBITS=16`` (IEEE half floats on disk, half the size): GDAL
+before 3.11 has no Float16 type, and readers get float32 values that are exactly the float16 ones.
+Paths ending in ``.zarr`` get a :class:`~geomind_cli.engine.zarr_writer.ZarrWriter` instead (:func:`open_writer`).
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ class RasterWriter:
         self.staged = self.path.with_name(f".{self.path.name}.{token}.cog.tif")
         self.grid, self.count, self.dtype = grid, count, np.dtype(dtype)
         self.overview_resampling = overview_resampling
+        self.nbits = {"NBITS": 16} if self.dtype == np.float16 else {}
         block = min(BLOCK, 16 * -(-max(grid.width, grid.height) // 16))
-        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=self.dtype.name,
+        stored = "float32" if self.nbits else self.dtype.name
+        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=stored,
                        crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True, blockxsize=block,
-                       blockysize=block, compress="DEFLATE", zlevel=1, bigtiff="IF_SAFER")
+                       blockysize=block, compress="DEFLATE", zlevel=1, bigtiff="IF_SAFER", **self.nbits)
         try:
             self.dataset = rasterio.open(self.partial, "w", **profile)
         except rasterio.errors.RasterioIOError as error:
@@ -66,7 +72,7 @@ class RasterWriter:
             self.dataset.scales = (scale,) * count
             self.dataset.offsets = (offset,) * count
         self.block = block
-        self.buffer = np.empty((count, block, grid.width), self.dtype)
+        self.buffer = np.empty((count, block, grid.width), stored)
         self.buffer_row0 = 0  # grid row of buffer[:, 0]
         self.next_row = 0
 
@@ -100,7 +106,7 @@ class RasterWriter:
         with rasterio.Env(GDAL_CACHEMAX=COG_CACHE_BYTES):
             rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
                                  BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
-                                 NUM_THREADS="ALL_CPUS")
+                                 NUM_THREADS="ALL_CPUS", **self.nbits)
         self.partial.unlink(missing_ok=True)
 
     def commit(self) -> Path:
@@ -117,3 +123,19 @@ class RasterWriter:
             self.buffer = None
             self.partial.unlink(missing_ok=True)
             self.staged.unlink(missing_ok=True)
+
+
+def open_writer(path: Path, *, grid: Grid, count: int, dtype: str, nodata, descriptions: list[str],
+                overview_resampling: str, colormap: dict | None = None, tags: dict | None = None,
+                scale: float = 1.0, offset: float = 0.0, name: str = "data"):
+    """A streaming writer for ``path``: Zarr for ``*.zarr``, else a COG (see :class:`RasterWriter`)."""
+    if Path(path).suffix.lower() == ".zarr":
+        from geomind_cli.engine.zarr_writer import ZarrWriter
+
+        if colormap:
+            tags = {**(tags or {}), "colormap": {str(k): list(v) for k, v in colormap.items()}}
+        return ZarrWriter(path, grid=grid, count=count, dtype=dtype, nodata=nodata, descriptions=descriptions,
+                          tags=tags, scale=scale, offset=offset, name=name)
+    return RasterWriter(path, grid=grid, count=count, dtype=dtype, nodata=nodata, descriptions=descriptions,
+                        overview_resampling=overview_resampling, colormap=colormap, tags=tags, scale=scale,
+                        offset=offset)

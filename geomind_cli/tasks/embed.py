@@ -1,4 +1,7 @@
-"""TerraMind patch embeddings of a scene: one feature vector per 16 x 16 patch, as a georeferenced raster."""
+"""TerraMind patch embeddings of a scene: one feature vector per 16 x 16 patch, as a georeferenced COG or Zarr store.
+
+float16 halves the output; TerraMind's features (layer-normed at the last layer) sit well inside its range.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from geomind_cli.tasks.runtime import Runtime
 
 PATCH = 16
 MERGE_METHODS = ("mean", "max", "concat")  # those that give one vector per patch position
+DTYPES = ("float32", "float16")
+FORMATS = (".tif", ".tiff", ".zarr")
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,10 @@ def embed_task(inputs: list[str], options: EmbedOptions, runtime: Runtime, out_p
     """Tile function: standardized inputs -> embeddings ``[B, D, T/16, T/16]`` of one encoder layer."""
     if options.merge_method not in MERGE_METHODS:
         raise InputError(f"--merge {options.merge_method}: choose from {', '.join(MERGE_METHODS)}")
-    if options.dtype != "float32":
-        # GDAL's GeoTIFF Float16 needs GDAL >= 3.11; the rasterio 1.4 wheels bundle an older GDAL.
-        raise InputError(f"--dtype {options.dtype}: GeoTIFF output is float32 (float16 needs GDAL >= 3.11)")
+    if options.dtype not in DTYPES:
+        raise InputError(f"--dtype {options.dtype}: choose float32 or float16")
+    if Path(out_path).suffix.lower() not in FORMATS:
+        raise InputError(f"{out_path}: the embedding output must end in .tif (a COG) or .zarr (a Zarr store)")
     model = model_handle(model_name(options.size), runtime, modalities=list(inputs),
                          merge_method=options.merge_method)
     encoder = model()  # build now: missing or mismatched weights fail before any tile
@@ -45,7 +51,7 @@ def embed_task(inputs: list[str], options: EmbedOptions, runtime: Runtime, out_p
     dim = encoder.out_channels[options.layer] if hasattr(encoder, "out_channels") else None
     bands = [f"feature_{i}" for i in range(dim)] if dim else []
     outputs = [OutputSpec(name="embedding", path=Path(out_path), kind="grid", bands=bands, dtype=options.dtype,
-                          nodata=math.nan, scale=PATCH)]
+                          nodata=math.nan)]
     check_outputs(outputs, overwrite=overwrite)
 
     def tile_fn(batch: TileBatch) -> dict[str, np.ndarray]:

@@ -35,7 +35,7 @@ def tokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, overw
     """Tile function: standardized input -> token ids ``[B, 1, T/16, T/16]`` (uint16 raster, nodata 65535)."""
     modality = get_modality(modality_name)
     outputs = [OutputSpec(name="tokens", path=Path(out_path), kind="grid", bands=[f"{modality.name}_token"],
-                          dtype="uint16", nodata=TOKEN_NODATA, scale=PATCH)]
+                          dtype="uint16", nodata=TOKEN_NODATA)]
     check_outputs(outputs, overwrite=overwrite)
     tokenizer = _tokenizer(modality_name, runtime)
 

@@ -110,7 +110,7 @@ def test_tokenize_then_detokenize_round_trip(cache, tmp_path):
     same_georeferencing(tokens, DEM, scale=16)
     with rasterio.open(tokens) as src:
         ids = src.read(1)
-        assert src.dtypes == ("uint16",) and ids.shape == (14, 14)
+        assert src.dtypes == ("uint16",) and ids.shape == (14, 14) and src.scales == (1.0,)
         assert ids.max() < 15360 and len(np.unique(ids)) > 1
     decoded = tmp_path / "dem_decoded.tif"
     geomind(cache, "detokenize", tokens, "--modality", "DEM", "-o", decoded, "--timesteps", "1", "--device", "cpu",
@@ -130,6 +130,33 @@ def test_embed_writes_one_band_per_feature_on_the_patch_grid(cache, tmp_path):
         assert src.count == 192 and src.dtypes[0] == "float32"
         emb = src.read()
         assert np.isfinite(emb).all() and emb.std() > 0
+
+
+def test_embed_float16_cog_and_zarr_hold_the_float32_features_rounded(cache, tmp_path):
+    import rioxarray  # noqa: F401  (registers .rio)
+    import xarray as xr
+
+    runs = {"f32.tif": "float32", "f16.tif": "float16", "f16.zarr": "float16"}
+    for name, dtype in runs.items():
+        geomind(cache, "embed", S2, "--model", "tiny", "--dtype", dtype, "-o", tmp_path / name, "--device", "cpu",
+                "--quiet")
+    with rasterio.open(tmp_path / "f32.tif") as f32, rasterio.open(tmp_path / "f16.tif") as f16:
+        full, half = f32.read(), f16.read()
+        assert f16.tags(1, "IMAGE_STRUCTURE").get("NBITS") == "16"  # half floats on disk
+        assert set(f32.scales) == {1.0} and set(f32.offsets) == {0.0}  # values as they are, no scaling
+        transform, crs = f32.transform, f32.crs
+    np.testing.assert_array_equal(half, full.astype(np.float16).astype(np.float32))
+    store = xr.open_zarr(tmp_path / "f16.zarr", decode_coords="all")["embedding"]
+    assert store.dtype == np.float16 and store.shape == full.shape
+    assert store.rio.crs == crs and store.rio.transform().almost_equals(transform)
+    assert list(store.attrs["long_name"])[:2] == ["feature_0", "feature_1"]
+    np.testing.assert_array_equal(store.values.astype(np.float32), half)
+    assert not list(tmp_path.glob(".*"))  # no staging left behind
+
+
+def test_embed_rejects_an_unknown_output_format(cache, tmp_path):
+    proc = geomind(cache, "embed", S2, "--model", "tiny", "-o", tmp_path / "e.nc", "--device", "cpu", check=False)
+    assert proc.returncode == 1 and ".zarr" in proc.stderr and not (tmp_path / "e.nc").exists()
 
 
 def test_info_json_reports_modalities_plan_and_cache(cache):
