@@ -1,4 +1,4 @@
-"""``geomind generate``: any-to-any generation of missing modalities over a whole scene."""
+"""``geomind generate``: any-to-any generation of missing modalities over a whole scene (or many)."""
 
 from __future__ import annotations
 
@@ -31,23 +31,38 @@ def generate(
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
     preview: o.Preview = False,
+    scheduler: o.Scheduler = None,
+    cluster: o.Cluster = None,
+    workers: o.Workers = None,
+    each: o.Each = None,
+    resume: o.Resume = False,
 ) -> None:
     """Generate missing modalities (one COG each, physical units) from the input scene.
 
-    Example: `geomind generate s2.tif --to S1GRD LULC -o out/`
+    Example: `geomind generate s2.tif --to S1GRD LULC -o out/`; many scenes: `geomind generate scenes/*.tif --to LULC
+    -o out/ --cluster local` (a re-run skips the outputs already complete).
     """
     from geomind_cli.errors import InputError
     from geomind_cli.tasks.generate import GenerateOptions, generate_task
-    from geomind_cli.tasks.inputs import open_inputs, output_stem, split_targets
-    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.inputs import group_scenes, open_inputs, split_targets
+    from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime
 
     scenes, to = split_targets(scenes, to)
     if noise not in ("world", "tile"):
         raise InputError(f"--noise {noise}: use world or tile")
-    scene = open_inputs(scenes, from_)
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
     opts = GenerateOptions(targets=tuple(to), size=model, timesteps=timesteps, temperature=temperature, top_p=top_p,
                            top_k=top_k, seed=seed, noise=noise)
-    task = generate_task(list(scene.band_counts), opts, runtime, output_dir, output_stem(scenes), overwrite=overwrite)
-    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview)
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
+    batch = len(groups) > 1
+
+    def items():
+        for group in groups:
+            scene = open_inputs(group.sources, from_ if not batch else None if ":" in group.sources[0][2:] else from_)
+            task = generate_task(list(scene.band_counts), opts, runtime, output_dir, group.stem,
+                                 overwrite=overwrite or resume or batch)
+            yield scene, task
+
+    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)

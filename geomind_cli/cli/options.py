@@ -38,3 +38,23 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs th
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")]
 Preview = Annotated[bool, typer.Option("--preview", help="Write a PNG quick-look next to each output.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same output.")]
+Scheduler = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="Run on an existing Dask cluster: scheduler address (tcp://host:8786) or "
+                 "scheduler file (.json). Workers must see the inputs and the output folder."),
+]
+Cluster = Annotated[
+    Optional[str],
+    typer.Option("--cluster", help="'local': start a Dask cluster here, one worker per GPU (or per group of CPU "
+                 "cores; see --workers)."),
+]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Workers of --cluster local.")]
+Each = Annotated[
+    Optional[bool],
+    typer.Option("--each/--together", help="Treat every input as its own scene (batch) / all inputs as one scene. "
+                 "Default: several inputs of one modality are separate scenes, others one scene."),
+]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Skip outputs that are already complete (always on with several scenes)."),
+]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geomind_cli.engine.batches import TileBatch, produce
+from geomind_cli.engine.batches import TileBatch, produce, static_batches
 from geomind_cli.engine.outputs import OutputSpec
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import final_row, first_contributor, make_stitcher
@@ -132,6 +132,7 @@ def compute_block(scene: Scene, plan: TilePlan, block: Block, tile_fn, outputs: 
     """
     from geomind_cli.engine.runner import _expected
 
+    tile_fn = static_batches(tile_fn, batch_size)  # as the single-process loop does (padded batches on CUDA)
     per_row = np.concatenate([np.asarray(c, np.int64) for c in counts])
     if len(per_row) != len(plan.ys):
         raise ValueError(f"tile counts cover {len(per_row)} tile rows, the plan has {len(plan.ys)}")

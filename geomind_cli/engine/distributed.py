@@ -136,7 +136,8 @@ def assemble(pending: _Pending, *, tile_size: int = 224, batch_size: int = 8, pr
                         if path is not None:
                             rows = np.load(path, mmap_mode="r")
                         else:
-                            rows = _fill_rows(spec, key, channels, row1 - row0, writer.grid.width)
+                            width = -(-scene.grid.width // 16) if spec.kind == "grid" else scene.grid.width
+                            rows = _fill_rows(spec, key, channels, row1 - row0, width)
                         writer.write_rows(row0, rows)
                 if progress is not None:
                     progress(result)

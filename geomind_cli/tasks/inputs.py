@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from geomind_cli.engine import Scene, SourceSpec, open_scene
-from geomind_cli.errors import InputError
+from geomind_cli.engine import Scene, SourceSpec, detect_modality, open_scene
+from geomind_cli.errors import GeomindError, InputError
 from geomind_cli.models.modalities import get_modality
 
 
@@ -44,3 +45,56 @@ def split_targets(args: list[str], targets: list[str]) -> tuple[list[str], list[
         else:
             scenes.append(arg)
     return scenes, names
+
+
+@dataclass(frozen=True)
+class SceneInputs:
+    """The source arguments of one scene and the stem its outputs are named after."""
+
+    sources: list[str]
+    stem: str
+
+
+def _modality_of(text: str) -> str | None:
+    spec = SourceSpec.parse(text)
+    if spec.modality is not None:
+        return spec.modality
+    try:
+        return detect_modality(spec.paths[0])
+    except GeomindError:
+        return None
+
+
+def group_scenes(args: list[str], *, modality: str | None = None, each: bool | None = None) -> list[SceneInputs]:
+    """Split the input arguments into scenes (batch mode) or keep them as one multi-source scene.
+
+    Rule (``each=None``): several inputs that all carry the same modality (given as ``FILE:MOD``, as ``modality``
+    for inputs without one, or detected) are separate scenes, one output set each (``scenes/*.tif``); anything else
+    is one scene whose inputs are its modalities. ``each=True``/``False`` forces one scene per input / one scene.
+    """
+    if not args:
+        raise InputError("no input scene given")
+    if each is None:
+        names = [_modality_of(a) if modality is None or ":" in a[2:] else get_modality(modality).name for a in args]
+        each = len(args) > 1 and names[0] is not None and len(set(names)) == 1
+    if not each:
+        return [SceneInputs(list(args), output_stem(args))]
+    scenes = [SceneInputs([a], output_stem([a])) for a in args]
+    stems = [s.stem for s in scenes]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise InputError(f"several input scenes are named {clashes[0]!r}, so their outputs would collide; "
+                         "rename them or run them into separate output folders")
+    return scenes
+
+
+def batch_output(output: Path | None, count: int, name: str) -> Path:
+    """Where one scene's single output goes: ``output`` itself for one scene (``name`` in the current folder if None),
+    ``output/name`` in batch mode, where ``-o`` must be a folder."""
+    if count == 1:
+        return Path(output) if output is not None else Path(name)
+    if output is None:
+        return Path(name)
+    if output.suffix and not output.is_dir():
+        raise InputError(f"-o {output}: several scenes were given, so -o must be a folder (it is created if needed)")
+    return Path(output) / name

@@ -1,0 +1,47 @@
+"""Resume: which outputs a previous run already finished, and the leftovers of one that was killed.
+
+The writers only ever rename a finished COG onto an output path, so a file there that geomind wrote is complete.
+:func:`is_complete` checks exactly that: the file opens, is a COG, carries our ``GEOMIND_OUTPUT`` tag for this
+output, and lies on this scene's grid (so an output of another scene with the same name is not taken for done).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import rasterio
+
+from geomind_cli.engine.grid import Grid
+from geomind_cli.engine.outputs import OutputSpec
+
+
+def output_files(spec: OutputSpec) -> list[Path]:
+    """Every file an output writes: the main raster and its probability/confidence sidecars."""
+    files = [Path(spec.path)]
+    files += [spec.sidecar(what) for what in ("probabilities", "confidence") if getattr(spec, what)]
+    return files
+
+
+def _complete_file(path: Path, name: str, grid: Grid) -> bool:
+    try:
+        with rasterio.open(path) as src:
+            return (src.tags().get("GEOMIND_OUTPUT") == name
+                    and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+                    and (src.width, src.height) == (grid.width, grid.height)
+                    and src.crs == grid.crs and src.transform.almost_equals(grid.transform, precision=1e-9))
+    except (rasterio.errors.RasterioError, OSError):
+        return False
+
+
+def is_complete(spec: OutputSpec, grid: Grid) -> bool:
+    """True when every file of ``spec`` is a finished geomind COG on ``grid`` (the scene's pixel grid)."""
+    target = grid.scaled(16) if spec.kind == "grid" else grid
+    return all(_complete_file(path, spec.name, target) for path in output_files(spec))
+
+
+def leftovers(spec: OutputSpec) -> list[Path]:
+    """Hidden staging files of this output that a killed run left next to it (the writers' ``.NAME.*`` files)."""
+    found = []
+    for path in output_files(spec):
+        found += [p for p in path.parent.glob(f".{path.name}.*") if p.suffix == ".tif"]
+    return found
