@@ -138,7 +138,37 @@ def _file_band_names(path: Path, dataset) -> list[str | None]:
     return [n if n in known else None for n in names]
 
 
-def _guess_modality(names: list[str | None], count: int, dtypes: set[str]) -> str | None:
+# File-name words that name a modality (whole words between separators, any case): "Rome-30m-DEM.tif",
+# "tile_17_s1rtc.tif", "copdem.tif".
+_NAME_HINTS = {
+    "S2L2A": "S2L2A", "L2A": "S2L2A", "S2L1C": "S2L1C", "L1C": "S2L1C", "S1GRD": "S1GRD", "GRD": "S1GRD",
+    "S1RTC": "S1RTC", "RTC": "S1RTC", "DEM": "DEM", "COPDEM": "DEM", "ELEVATION": "DEM", "LULC": "LULC",
+    "LANDCOVER": "LULC", "NDVI": "NDVI",
+}
+
+
+def _name_hint(paths) -> str | None:
+    """The modality the file names agree on, from words like DEM, LULC, NDVI, S1RTC; None if none or several."""
+    hints = set()
+    for path in paths:
+        words = re.split(r"[^A-Za-z0-9]+", Path(path).stem.upper())
+        found = {_NAME_HINTS[w] for w in words if w in _NAME_HINTS}
+        if len(found) != 1:
+            return None
+        hints |= found
+    return hints.pop() if len(hints) == 1 else None
+
+
+def _guess_modality(names: list[str | None], count: int, dtypes: set[str], hint: str | None = None) -> str | None:
+    guess = _guess_from_bands(names, count, dtypes)
+    # A file-name hint decides only what the bands leave open: which single-band modality, or GRD versus RTC.
+    if hint is not None and MODALITIES[hint].num_channels == count:
+        if guess is None or {guess, hint} <= set(S1_MODALITIES):
+            return hint
+    return guess
+
+
+def _guess_from_bands(names: list[str | None], count: int, dtypes: set[str]) -> str | None:
     named = {n for n in names if n}
     if named:
         if "B10" in named:
@@ -168,11 +198,12 @@ def detect_modality(path) -> str | None:
     """Guess a file's modality from its band count, band descriptions and data type; None when it cannot tell.
 
     12 bands: S2L2A, 13 (or a B10 band): S2L1C, 3 x uint8: RGB, 2 (or VV/VH): S1GRD. Single-band files are named by
-    their description or file-name suffix (``DEM``, ``LULC``, ``NDVI``, ``B04``); otherwise give ``FILE:MODALITY``.
+    their description or file-name suffix (``DEM``, ``LULC``, ``NDVI``, ``B04``), or by a word of the file name
+    (``Rome-30m-DEM.tif``; ``S1RTC``/``RTC`` also tells RTC from GRD); otherwise give ``FILE:MODALITY``.
     """
     path = Path(path)
     with _open(path) as dataset:
-        return _guess_modality(_file_band_names(path, dataset), dataset.count, set(dataset.dtypes))
+        return _guess_modality(_file_band_names(path, dataset), dataset.count, set(dataset.dtypes), _name_hint([path]))
 
 
 def _offsets(dataset, modality: str, file_bands: list[int], names: list[str | None]) -> tuple[float, ...]:
@@ -232,7 +263,8 @@ def resolve_source(spec: SourceSpec, *, categorical: set[str] = frozenset({"LULC
     else:
         per_file_names = [names for _, _, names, _, _ in per_file]
     all_names = [n for names in per_file_names for n in names]
-    modality = spec.modality or _guess_modality(all_names, total, set().union(*(d for _, _, _, d, _ in per_file)))
+    dtypes = set().union(*(d for _, _, _, d, _ in per_file))
+    modality = spec.modality or _guess_modality(all_names, total, dtypes, _name_hint(spec.paths))
     if modality is None:
         raise InputError(
             f"Cannot tell the modality of {_names(spec.paths)} ({total} bands); "

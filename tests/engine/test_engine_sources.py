@@ -180,3 +180,20 @@ def test_grid_options_crs_resolution_bounds(tmp_path):
     with open_scene([SourceSpec([path])], crs="EPSG:4326") as scene:
         assert scene.grid.crs.to_epsg() == 4326
         assert np.isfinite(_full(scene)["S2L2A"]).mean() > 0.8
+
+
+def test_file_name_words_settle_what_band_counts_leave_open(tmp_path):
+    one = np.ones((1, 32, 32), np.float32)
+    two = np.ones((2, 32, 32), np.float32)
+    cases = {
+        "Rome-30m-DEM.tif": (one, "DEM"), "copdem.tif": (one, "DEM"), "tile.7.ndvi.tif": (one, "NDVI"),
+        "worldcover_lulc_2021.tif": (one.astype(np.uint8), "LULC"), "scene-s1rtc.tif": (two, "S1RTC"),
+        "scene_GRD.tif": (two, "S1GRD"), "scene.tif": (two, "S1GRD"),  # two bands without a hint: GRD
+        "band.tif": (one, None),  # nothing to go on: the user names it FILE:MODALITY
+        "dem-ndvi-diff.tif": (one, None),  # contradictory words decide nothing
+        "s2_dem.tif": (np.ones((12, 32, 32), np.uint16), "S2L2A"),  # bands beat a word that does not fit them
+    }
+    for name, (data, expected) in cases.items():
+        assert detect_modality(write_raster(tmp_path / name, data)) == expected, name
+    with open_scene([SourceSpec([tmp_path / "Rome-30m-DEM.tif"])]) as scene:
+        assert scene.band_counts == {"DEM": 1}
