@@ -96,18 +96,20 @@ def use_offline_cache(hf_home: Path) -> None:
 
 def measure(scene_path: Path, *, noise: str, out_dir: Path, size: str = "base", targets=TARGETS,
             timesteps: int = 50, overlap: int | None = None, batch_size: int = 4, seed: int = 0,
-            device: str = "auto") -> list[SeamRow]:
-    """One generate run of ``scene_path`` with ``noise``; one :class:`SeamRow` per target."""
+            device: str = "auto", tile_size: int = 224) -> list[SeamRow]:
+    """One generate run of ``scene_path`` with ``noise``; one :class:`SeamRow` per target.
+
+    As ``geomind generate`` (the generate task through the scene engine), except that the tile size may be changed
+    (small tiles keep CI runs cheap) and every tile's output is kept for the overlap measurement.
+    """
     import numpy as np
     import rasterio
 
-    from geomind_cli.engine import DEFAULT_OVERLAP, plan_tiles
+    from geomind_cli.engine import DEFAULT_OVERLAP, plan_tiles, run_scene
     from geomind_cli.models.modalities import MODALITIES
     from geomind_cli.seams import TileRecorder, overlap_disagreement, seam_score
-    from geomind_cli.tasks.base import Task
     from geomind_cli.tasks.generate import GenerateOptions, generate_task
     from geomind_cli.tasks.inputs import open_inputs
-    from geomind_cli.tasks.run import run_task
     from geomind_cli.tasks.runtime import Runtime
 
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
@@ -118,10 +120,11 @@ def measure(scene_path: Path, *, noise: str, out_dir: Path, size: str = "base", 
                          overwrite=True)
     recorder = TileRecorder(task.tile_fn)
     start = time.perf_counter()
-    run_task(scene, Task(task.outputs, recorder, task.description), batch_size=batch_size, overlap=overlap,
-             overwrite=True, quiet=True)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    run_scene(scene, recorder, task.outputs, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+              overwrite=True, progress=False)
     seconds = time.perf_counter() - start
-    plan = plan_tiles(scene.grid.height, scene.grid.width, overlap=overlap)
+    plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=tile_size, overlap=overlap)
     rows = []
     for spec in task.outputs:
         categorical = MODALITIES[spec.name].categorical
@@ -171,6 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
     parser.add_argument("--timesteps", type=int, default=50)
     parser.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (engine default 64)")
+    parser.add_argument("--tile-size", type=int, default=224, help="model tile size in pixels (TerraMind: 224)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -188,15 +192,17 @@ def main(argv=None) -> int:
         for noise in ("world", "tile"):
             rows += measure(args.scene, noise=noise, out_dir=out, size=args.model, targets=args.targets,
                             timesteps=args.timesteps, overlap=args.overlap, batch_size=args.batch_size,
-                            seed=args.seed, device=args.device)
+                            seed=args.seed, device=args.device, tile_size=args.tile_size)
     print(table(rows))
     if args.json:
+        from geomind_cli.engine.tiling import DEFAULT_OVERLAP
+
         report = {
             "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(args.device),
             "weights": args.weights, "model": args.model, "timesteps": args.timesteps, "seed": args.seed,
-            "scene": str(args.scene), "overlap": args.overlap,
+            "scene": str(args.scene), "overlap": args.overlap if args.overlap is not None else DEFAULT_OVERLAP, "tile_size": args.tile_size,
             "rows": [asdict(r) for r in rows],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
