@@ -2,7 +2,7 @@
 
 Every model has random weights (timing only). Model-only calls take standardized device tensors; the tasks read the
 scene in physical units and standardize themselves, as the CLI does. ``segment`` uses geomind's segment task when
-it exists, otherwise a stand-in: the TerraMind backbone plus a small UNet-like convolutional head (the same head
+it offers a benchmark hook (see ``segment_task_available``), otherwise a stand-in: the TerraMind backbone plus a small UNet-like convolutional head (the same head
 class on both sides).
 """
 
@@ -52,7 +52,13 @@ def commands(*, steps: tuple[int, ...]) -> dict[str, Command]:
 
 
 def segment_task_available() -> bool:
-    return importlib.util.find_spec("geomind_cli.tasks.segment") is not None
+    """True when geomind's segment task offers a random-weights benchmark hook, ``benchmark_task(runtime, size,
+    out_dir)``. Its ``segment_task`` needs a fine-tuning config and checkpoint, which a timing run does not have."""
+    if importlib.util.find_spec("geomind_cli.tasks.segment") is None:
+        return False
+    from geomind_cli.tasks import segment
+
+    return hasattr(segment, "benchmark_task")
 
 
 class ConvHead(nn.Module):

@@ -169,5 +169,8 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+_T0 = time.perf_counter()
+
+
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(f"{time.perf_counter() - _T0:7.1f}s {message}", file=sys.stderr, flush=True)

@@ -55,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-reference", dest="reference", action="store_false", help="skip the terratorch side")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     defaults = dict(model="base", batch_sizes=[8], timesteps=[50, 10], scene_size=2048, repeats=3)
     for key, value in (QUICK if args.quick else defaults).items():
         if getattr(args, key) is None:
@@ -172,15 +173,27 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import logging
+
+    # The reference warns about random weights and deprecated options, geomind about random weights (once per
+    # model): silenced for the run only, so an in-process caller (the test) keeps its own settings.
+    geomind_log = logging.getLogger("geomind")
+    level = geomind_log.level
+    geomind_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _run(args)
+    finally:
+        geomind_log.setLevel(level)
+
+
+def _run(args) -> int:
     from bench_cases import commands
     from bench_scene import write_scene
 
     from geomind_cli.tasks.runtime import Runtime
 
-    warnings.filterwarnings("ignore")  # the reference warns on random weights and deprecated options
-    import logging
-
-    logging.getLogger("geomind").setLevel(logging.ERROR)  # the random-weights warning, once per model
     runtime = Runtime.resolve(device=args.device, precision=args.precision, compile=args.compile, weights="random")
     available = commands(steps=tuple(args.timesteps))
     chosen = [c for c in available.values()
@@ -193,7 +206,7 @@ def main(argv=None) -> int:
         rows = [bench_command(cmd, args, runtime, files, Path(tmp)) for cmd in chosen]
     result = {
         "date": date.today().isoformat(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(["python", "benchmarks/run_all.py", *args.argv]),
         "machine": machine(runtime.device),
         "versions": versions(),
         "settings": {"model": args.model, "device": str(runtime.device), "dtype": str(runtime.dtype).replace("torch.", ""),

@@ -46,6 +46,21 @@ class TileBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def padded(self, size: int) -> "TileBatch":
+        """This batch grown to ``size`` tiles by repeating its last tile (self when already that large)."""
+        extra = size - len(self)
+        if extra <= 0:
+            return self
+
+        def grow(a: np.ndarray) -> np.ndarray:
+            return np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
+
+        return TileBatch(
+            arrays={name: grow(a) for name, a in self.arrays.items()}, valid=grow(self.valid),
+            rows=grow(self.rows), cols=grow(self.cols), tile_rows=grow(self.tile_rows), tile_cols=grow(self.tile_cols),
+            valid_by_modality={name: grow(a) for name, a in self.valid_by_modality.items()},
+        )
+
 
 @dataclass
 class Item:
@@ -81,6 +96,32 @@ def want_pinned(pin_memory: bool | None) -> bool:
         return pin_memory
     torch = sys.modules.get("torch")
     return bool(torch is not None and torch.cuda.is_available())
+
+
+def want_static_batches(static: bool | None) -> bool:
+    """Pad short batches when asked, or (None) when torch is already imported and a CUDA device is present: there a
+    new batch shape costs a recompilation (torch.compile, CUDA graphs) or a cuDNN re-tune, far more than the few
+    padded tiles; on the CPU the padding would only be wasted work."""
+    return want_pinned(static)
+
+
+def static_batches(tile_fn, batch_size: int, *, static: bool | None = None):
+    """``tile_fn`` that always sees ``batch_size`` tiles: a short batch (the last one, or one cut by skipped tiles)
+    is padded with copies of its last tile and the results trimmed back, so compiled shapes stay static.
+
+    ``tile_fn(batch) -> {name: array [B, ...]}``; the wrapper returns arrays of ``len(batch)`` rows. Every tile is
+    computed independently of the others in its batch, so the padding does not change any real tile's result.
+    """
+    if not want_static_batches(static):
+        return tile_fn
+
+    def padded_fn(batch: TileBatch) -> dict:
+        n = len(batch)
+        if n >= batch_size:
+            return tile_fn(batch)
+        return {name: value[:n] for name, value in tile_fn(batch.padded(batch_size)).items()}
+
+    return padded_fn
 
 
 def read_window(scene: Scene, y: int, x0: int, x1: int, tile: int):

@@ -1,0 +1,101 @@
+"""The benchmark script runs on CPU in CI-sized form and writes every documented field (no timing assertions)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    if importlib.util.find_spec("terratorch") is None:
+        pytest.skip("the reference side needs the test extra (make install-test)")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import run_all
+
+        path = tmp_path_factory.mktemp("bench") / "bench.json"
+        # The cheapest command on a 240 px scene: 2 x 2 tiles of 224 px, so the reference really tiles too.
+        code = run_all.main(["--quick", "--commands", "embed", "--scene-size", "240", "--batch-sizes", "4",
+                             "--json", str(path)])
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert code == 0
+    return json.loads(path.read_text())
+
+
+def test_header_describes_run_and_machine(result):
+    assert result["date"] and "--quick" in result["command"]
+    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
+    assert result["machine"]["gpu"] == "none" or result["settings"]["device"].startswith("cuda")
+    assert result["versions"]["torch"] and result["versions"]["terratorch"] == "1.2.13"
+    settings = result["settings"]
+    assert (settings["model"], settings["tile_size"], settings["stride"], settings["scene_px"]) == ("tiny", 224, 160, 240)
+
+
+def test_every_command_has_model_only_end_to_end_and_reference(result):
+    assert [row["command"] for row in result["results"]] == ["embed"]
+    for row in result["results"]:
+        assert row["flops_per_tile"] > 1e9  # a tiny encoder over 196 patches: a few GFLOP
+        model_only = row["model_only"]
+        assert model_only["best_batch"] == 4 and model_only["tiles_per_s"] > 0 and model_only["flops_per_s"] > 0
+        assert model_only["mfu"] is None  # no GPU peak on a CPU
+        e2e = row["end_to_end"]
+        assert e2e["tiles"] == 4 and e2e["batch"] == 4
+        for key in ("wall_s", "read_s", "model_s", "stitch_write_s", "tiles_per_s", "km2_per_s", "peak_rss_mb"):
+            assert e2e[key] > 0, key
+        assert e2e["model_s"] + e2e["stitch_write_s"] <= e2e["wall_s"] * 1.01
+        assert e2e["km2_per_s"] == pytest.approx(result["settings"]["scene_km2"] / e2e["wall_s"], rel=0.01)
+        reference = row["reference"]["end_to_end"]
+        assert reference["tiles"] >= 4 and reference["wall_s"] > 0 and reference["model_s"] > 0
+        assert row["ratio"]["end_to_end_km2_per_s"] == pytest.approx(e2e["km2_per_s"] / reference["km2_per_s"],
+                                                                     rel=0.01)
+
+
+# Speed settings must not change results.
+
+
+def test_static_batches_pad_short_batches_and_trim_results():
+    import numpy as np
+
+    from geomind_cli.engine.batches import TileBatch, static_batches
+
+    seen = []
+
+    def tile_fn(batch):
+        seen.append(len(batch))
+        return {"out": batch.arrays["S2L2A"][:, :1] * 2.0}
+
+    rng = np.random.default_rng(0)
+    batch = TileBatch(arrays={"S2L2A": rng.random((3, 12, 32, 32), dtype=np.float32)},
+                      valid=np.ones((3, 32, 32), bool), rows=np.array([0, 0, 16]), cols=np.array([0, 16, 0]),
+                      tile_rows=np.array([0, 0, 1]), tile_cols=np.array([0, 1, 0]))
+    padded = static_batches(tile_fn, 8, static=True)(batch)
+    assert seen == [8] and padded["out"].shape == (3, 1, 32, 32)
+    np.testing.assert_array_equal(padded["out"], batch.arrays["S2L2A"][:, :1] * 2.0)
+    grown = batch.padded(8)
+    assert len(grown) == 8 and (grown.rows[3:] == 16).all() and (grown.tile_cols[3:] == 0).all()
+    assert static_batches(tile_fn, 8, static=False) is tile_fn
+
+
+def test_channels_last_unet_gives_the_same_prediction():
+    import copy
+
+    import torch
+
+    from geomind_cli.models.tokenizers.unet import PatchedUNet, UNetConfig
+
+    torch.manual_seed(0)
+    unet = PatchedUNet(UNetConfig(channels=2, model_channels=32, num_res_blocks=1)).eval()
+    fast = copy.deepcopy(unet).use_channels_last()
+    assert fast.input_blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    x, cond = torch.randn(2, 2, 64, 64), torch.randn(2, 5, 4, 4)
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x, t, cond), unet(x, t, cond), rtol=1e-4, atol=1e-5)
