@@ -28,8 +28,11 @@ CELL = 16
 
 def output_specs(names: list[str], out_path: Path, options: SegmentOptions) -> list[OutputSpec]:
     out_path = Path(out_path)
-    specs = [OutputSpec(name="classes", path=out_path, kind="grid", bands=["class"], dtype=class_dtype(len(names)),
-                        class_names=names, colormap=class_palette(len(names)), scale=1.0)]
+    # The engine sizes grid outputs that carry class_names by the number of classes, so the names go into the
+    # band description here ("class: 0=A, 1=B, ...") rather than the CLASS_NAMES tag of class maps.
+    legend = ", ".join(f"{k}={name}" for k, name in enumerate(names))
+    specs = [OutputSpec(name="classes", path=out_path, kind="grid", bands=[f"class: {legend}"],
+                        dtype=class_dtype(len(names)), colormap=class_palette(len(names)))]
     side = out_path.with_name(f"{out_path.stem}_{{}}{out_path.suffix or '.tif'}")
     if options.probabilities:
         specs.append(OutputSpec(name="probabilities", path=Path(str(side).format("probabilities")), kind="grid",
