@@ -195,3 +195,41 @@ def test_classify_grid(models, tmp_path, capsys, monkeypatch):
         assert np.all(labels[0][block] == p.argmax()), (ty, tx)
         np.testing.assert_allclose(probs[:, block[0], block[1]], np.broadcast_to(p[:, None, None],
                                    probs[:, block[0], block[1]].shape), atol=1e-5)
+
+
+def test_regression_float_raster(tmp_path, capsys, monkeypatch):
+    """A PixelwiseRegressionTask fine-tune writes a float32 raster (NaN nodata) on the scene's grid; class-only
+    options are refused before anything is written."""
+    args = {"backbone": "terramind_v1_tiny", "backbone_modalities": ["S1GRD"], "necks": NECKS[1:2],
+            "decoder": "FCNDecoder", "decoder_channels": 8, "decoder_num_convs": 4}
+    config, ckpt = _save(tmp_path, "regression", config_dict(args, task="regression"), 5)
+    out = tmp_path / "depth.tif"
+    base = ["segment", f"{S1}:S1GRD", "--checkpoint", ckpt, "--config", config, "-o", out, *FAST]
+    code, err = run_main(capsys, monkeypatch, *base, "--confidence")
+    assert code == 1 and "regression" in err and not out.exists()
+    code, err = run_main(capsys, monkeypatch, *base, "--overlap", "0")
+    assert code == 0, err
+    values, meta = read(out)
+    with rasterio.open(S1) as src:
+        assert (meta["crs"], meta["transform"], meta["shape"]) == (src.crs, src.transform, (src.height, src.width))
+    assert meta["dtype"] == "float32" and np.isnan(meta["nodata"]) and meta["descriptions"] == ("prediction",)
+    assert np.isfinite(values).mean() > 0.9 and np.nanstd(values) > 0
+
+
+def test_task_travels_to_workers(models):
+    """The task holds a handle, not a module: after cloudpickle (as Dask ships it) a fresh process cache rebuilds
+    the same model from the files."""
+    import cloudpickle
+
+    from geomind_cli.tasks import segment as seg
+    from geomind_cli.tasks.runtime import Runtime
+
+    config, ckpt = models["plain"]
+    handle = seg.FinetuneHandle(str(config), str(ckpt), Runtime.resolve(device="cpu"))
+    first = handle()
+    copy = cloudpickle.loads(cloudpickle.dumps(handle))
+    seg._MODELS.clear()
+    rebuilt = copy()
+    assert rebuilt is not first and copy() is rebuilt
+    for (k, a), b in zip(first.state_dict().items(), rebuilt.state_dict().values()):
+        assert torch.equal(a, b), k

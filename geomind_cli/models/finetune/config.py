@@ -8,7 +8,7 @@ a :class:`ConfigError` that names the setting, never a silently different model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from geomind_cli.errors import ConfigError, ModalityError
@@ -84,8 +84,6 @@ class FinetuneConfig:
         if self.tim_modalities and set(names) != set(self.tim_modalities):
             raise ConfigError(f"--tim {' '.join(names)} differs from the TiM modalities the checkpoint was fine-tuned "
                               f"with ({' '.join(self.tim_modalities)}); drop --tim or give those")
-        from dataclasses import replace
-
         return replace(self, tim_modalities=self.tim_modalities or names)
 
 
@@ -138,6 +136,11 @@ def config_from_dict(data: dict, *, source: str = "config") -> FinetuneConfig:
     if init.get("peft_config") or _get(init, "model_args", "peft_config"):
         raise ConfigError(f"{source}: PEFT (peft_config) checkpoints are not supported; merge the adapters first")
     args = dict(init["model_args"])
+    for part in ("backbone", "decoder", "head"):  # explicit {part}_kwargs dicts mean the same as prefixed keys
+        nested = args.pop(f"{part}_kwargs", None) or {}
+        if not isinstance(nested, dict):
+            raise ConfigError(f"{source}: model_args.{part}_kwargs must be a mapping")
+        args.update({f"{part}_{k}": v for k, v in nested.items()})
     size, tim = _backbone(args.pop("backbone", None), source)
     backbone = _split_prefix(args, "backbone_")
     modalities = backbone.pop("modalities", None)
@@ -166,11 +169,8 @@ def config_from_dict(data: dict, *, source: str = "config") -> FinetuneConfig:
     num_classes = args.pop("num_classes", None)
     num_outputs = args.pop("num_outputs", None)
     rescale = bool(args.pop("rescale", True))
-    for key in ("image_size_out",):
-        if args.pop(key, None) is not None:
-            raise ConfigError(f"{source}: model_args.{key} is not supported; remove it")
-    if args.pop("aux_decoders", None):
-        pass  # auxiliary heads only feed training losses; their checkpoint keys are skipped when loading
+    if args.pop("image_size_out", None) is not None:
+        raise ConfigError(f"{source}: model_args.image_size_out is not supported; geomind predicts every tile pixel")
     if args:
         raise ConfigError(f"{source}: model_args {', '.join(sorted(args))} are not supported by geomind")
     task = TASKS[task_class]

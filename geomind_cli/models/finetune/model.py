@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geomind_cli.errors import ConfigError
 from geomind_cli.models.finetune.config import FinetuneConfig
 from geomind_cli.models.finetune.decoders import build_decoder
 from geomind_cli.models.finetune.heads import build_head
@@ -73,7 +74,11 @@ class PixelWiseModel(_EncoderDecoder):
         out = self.head(self.features(padded, **backbone_kwargs))
         if self.rescale and tuple(out.shape[-2:]) != padded_size:
             out = F.interpolate(out, size=padded_size, mode="bilinear")
-        return center_crop(out, size)
+        out = center_crop(out, size)
+        if tuple(out.shape[-2:]) != tuple(size):
+            raise ConfigError(f"the model predicts {tuple(out.shape[-2:])} px for {tuple(size)} px inputs (rescale is "
+                              "off); set model_args.rescale: true to predict every pixel")
+        return out
 
 
 class ScalarOutputModel(_EncoderDecoder):
