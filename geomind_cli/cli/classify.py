@@ -29,6 +29,9 @@ def classify(
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
     preview: o.Preview = False,
+    scheduler: o.Scheduler = None,
+    cluster: o.Cluster = None,
+    workers: o.Workers = None,
 ) -> None:
     """Write a coarse class grid: each tile's label over the 16 px cells nearest its centre (transform scaled by 16).
 
@@ -45,4 +48,5 @@ def classify(
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile)
     opts = SegmentOptions(tim=tuple(tim or ()), probabilities=probabilities, confidence=confidence, seed=seed)
     task = classify_task(list(scene.band_counts), config, checkpoint, opts, runtime, out, overwrite=overwrite)
-    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview)
+    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview,
+             scheduler=scheduler, cluster=cluster, workers=workers)

@@ -11,7 +11,7 @@ from geomind_cli.cli import options as o
 
 
 def detokenize(
-    tokens: Annotated[Path, typer.Argument(help="Token raster from `geomind tokenize`.", show_default=False)],
+    tokens: Annotated[list[Path], typer.Argument(help="Token raster(s) from `geomind tokenize` (several: one scene each).", show_default=False)],
     modality: Annotated[str, typer.Option("--modality", "-m", help="S2L2A, S1GRD, S1RTC, DEM, LULC or NDVI.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <tokens>_decoded.tif).")] = None,
     timesteps: Annotated[int, typer.Option("--timesteps", min=1, help="Diffusion steps (not used for LULC).")] = 50,
@@ -24,19 +24,32 @@ def detokenize(
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
     preview: o.Preview = False,
+    scheduler: o.Scheduler = None,
+    cluster: o.Cluster = None,
+    workers: o.Workers = None,
+    resume: o.Resume = False,
 ) -> None:
     """Decode token ids back into the modality's raster at full resolution (physical units).
 
     Example: `geomind detokenize dem_DEM_tokens.tif --modality DEM -o dem_decoded.tif`
     """
     from geomind_cli.models.modalities import get_modality
-    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.inputs import batch_output
+    from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.tokenize import detokenize_task, token_scene
 
     name = get_modality(modality).name
-    out = output or tokens.with_name(f"{tokens.stem}_decoded.tif")
     runtime = Runtime.resolve(device=device, precision=precision, compile=False, weights=weights)
-    task = detokenize_task(name, runtime, out, timesteps=timesteps, seed=seed, overwrite=overwrite)
-    run_task(token_scene(tokens), task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-             preview=preview)
+    batch = len(tokens) > 1
+
+    def items():
+        for path in tokens:
+            default = path.with_name(f"{path.stem}_decoded.tif")
+            out = default if output is None else batch_output(output, len(tokens), default.name)
+            task = detokenize_task(name, runtime, out, timesteps=timesteps, seed=seed,
+                                   overwrite=overwrite or resume or batch)
+            yield token_scene(path), task
+
+    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)

@@ -26,6 +26,11 @@ def embed(
     weights: o.Weights = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
+    scheduler: o.Scheduler = None,
+    cluster: o.Cluster = None,
+    workers: o.Workers = None,
+    each: o.Each = None,
+    resume: o.Resume = False,
 ) -> None:
     """Write one feature vector per 16 x 16 patch (one band per feature, transform scaled by 16).
 
@@ -33,13 +38,20 @@ def embed(
     one chunk holds every feature of a square of patches; open with xr.open_zarr(path, decode_coords="all")).
     """
     from geomind_cli.tasks.embed import EmbedOptions, embed_task
-    from geomind_cli.tasks.inputs import open_inputs, output_stem
-    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
+    from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime
 
-    scene = open_inputs(scenes, from_)
-    out = output or Path(f"{output_stem(scenes)}_embedding.tif")
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
     opts = EmbedOptions(size=model, layer=layer, merge_method=merge, dtype=dtype)
-    task = embed_task(list(scene.band_counts), opts, runtime, out, overwrite=overwrite)
-    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet)
+    batch = len(groups) > 1
+
+    def items():
+        for group in groups:
+            scene = open_inputs(group.sources, from_)
+            out = batch_output(output, len(groups), f"{group.stem}_embedding.tif")
+            yield scene, embed_task(list(scene.band_counts), opts, runtime, out, overwrite=overwrite or resume or batch)
+
+    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+            resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)

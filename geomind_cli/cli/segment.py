@@ -36,6 +36,9 @@ def segment(
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
     preview: o.Preview = False,
+    scheduler: o.Scheduler = None,
+    cluster: o.Cluster = None,
+    workers: o.Workers = None,
 ) -> None:
     """Write a class map (with colour table and class names) or, for a regression fine-tune, a float raster.
 
@@ -51,4 +54,5 @@ def segment(
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile)
     opts = SegmentOptions(tim=tuple(tim or ()), probabilities=probabilities, confidence=confidence, seed=seed)
     task = segment_task(list(scene.band_counts), config, checkpoint, opts, runtime, out, overwrite=overwrite)
-    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview)
+    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview,
+             scheduler=scheduler, cluster=cluster, workers=workers)

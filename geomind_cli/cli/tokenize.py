@@ -21,20 +21,33 @@ def tokenize(
     weights: o.Weights = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
+    scheduler: o.Scheduler = None,
+    cluster: o.Cluster = None,
+    workers: o.Workers = None,
+    each: o.Each = None,
+    resume: o.Resume = False,
 ) -> None:
     """Write the token ids of one modality (uint16, transform scaled by 16).
 
     Example: `geomind tokenize dem.tif --modality DEM` then `geomind detokenize dem_DEM_tokens.tif --modality DEM`
     """
     from geomind_cli.models.modalities import get_modality
-    from geomind_cli.tasks.inputs import open_inputs, output_stem
-    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
+    from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.tokenize import tokenize_task
 
     name = get_modality(modality).name
-    scene = open_inputs(scenes, [name] if len(scenes) == 1 and ":" not in scenes[0][2:] else None)
-    out = output or Path(f"{output_stem(scenes)}_{name}_tokens.tif")
+    groups = group_scenes(scenes, modality=name, each=each)
     runtime = Runtime.resolve(device=device, precision=precision, compile=False, weights=weights)
-    task = tokenize_task(name, runtime, out, overwrite=overwrite)
-    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet)
+    batch = len(groups) > 1
+
+    def items():
+        for group in groups:
+            sources = group.sources
+            scene = open_inputs(sources, [name] if len(sources) == 1 and ":" not in sources[0][2:] else None)
+            out = batch_output(output, len(groups), f"{group.stem}_{name}_tokens.tif")
+            yield scene, tokenize_task(name, runtime, out, overwrite=overwrite or resume or batch)
+
+    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+            resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)

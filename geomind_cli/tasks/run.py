@@ -74,17 +74,33 @@ def _skipped(task: Task, quiet: bool) -> None:
         print(f"geomind: skipped (already complete): {names}", file=sys.stderr)
 
 
+def connect(*, scheduler: str | None = None, cluster: str | None = None, workers: int | None = None):
+    """Context manager yielding a Dask client for the ``--scheduler``/``--cluster``/``--workers`` options, or None."""
+    if workers is not None and not cluster:
+        from geomind_cli.errors import ConfigError
+
+        raise ConfigError("--workers sizes the cluster started by --cluster local; add --cluster local.")
+    if not (scheduler or cluster):  # dask.distributed is imported only when a cluster is asked for
+        return contextlib.nullcontext(None)
+    from geomind_cli.engine.cluster import ClusterOptions, open_client
+
+    return open_client(ClusterOptions(scheduler=scheduler, cluster=cluster, workers=workers))
+
+
 def run_task(scene: Scene, task: Task, *, batch_size: int = 8, overlap: int | None = None, overwrite: bool = False,
              quiet: bool = False, preview: bool = False, summary_path: Path | None = None, client=None,
-             resume: bool = False, rows_per_block: int | None = None) -> RunSummary | None:
-    """Run ``task`` over ``scene``: on the Dask ``client``'s cluster when given, else in this process.
-
-    Returns None when ``resume`` found every output already complete.
-    """
+             resume: bool = False, rows_per_block: int | None = None, scheduler: str | None = None,
+             cluster: str | None = None, workers: int | None = None) -> RunSummary | None:
+    """Run ``task`` over ``scene``: on a Dask cluster (``client``, or one :func:`connect` opens for ``scheduler`` /
+    ``cluster`` / ``workers``), else in this process. Returns None when ``resume`` found every output complete."""
     todo = pending_outputs(scene, task, resume=resume, overwrite=overwrite)
     if todo is None:
         _skipped(task, quiet)
         return None
+    if client is None and (scheduler or cluster):
+        with connect(scheduler=scheduler, cluster=cluster, workers=workers) as opened:
+            return run_task(scene, todo, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+                            preview=preview, summary_path=summary_path, client=opened, rows_per_block=rows_per_block)
     options = _engine_options(batch_size, overlap, overwrite)
     if client is None:
         summary = run_scene(scene, todo.tile_fn, todo.outputs, progress=not quiet, summary_path=summary_path,
@@ -157,16 +173,7 @@ def execute(items: Iterable[tuple[Scene, Task]], *, batch: bool, batch_size: int
             summary_path: Path | None = None) -> list[RunSummary | None]:
     """What every command does with its (scene, task) pairs: connect to the cluster if asked, then one scene
     (:func:`run_task`) or a batch (:func:`run_batch`, which always resumes)."""
-    if workers is not None and not cluster:
-        from geomind_cli.errors import ConfigError
-
-        raise ConfigError("--workers sizes the cluster started by --cluster local; add --cluster local.")
-    connection = contextlib.nullcontext(None)
-    if scheduler or cluster:  # dask.distributed is imported only when a cluster is asked for
-        from geomind_cli.engine.cluster import ClusterOptions, open_client
-
-        connection = open_client(ClusterOptions(scheduler=scheduler, cluster=cluster, workers=workers))
-    with connection as client:
+    with connect(scheduler=scheduler, cluster=cluster, workers=workers) as client:
         if batch:
             return run_batch(items, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
                              preview=preview, client=client, resume=True)
