@@ -19,8 +19,8 @@ Seam lines (:func:`seam_lines`) along an axis with tile origins ``o_k`` and tile
 - ``"edges"``: the tile edges, ``o_k`` for k > 0 and ``o_k + T`` for every tile but the last; the line at position
   p separates pixels p-1 and p. This is where an unblended mosaic would step. The engine blends with a sin^2 taper
   that is almost 0 at a tile's edge, so a blended mosaic has almost no step there.
-- ``"middles"``: the middle of each neighbouring pair's overlap, ``(o_k + o_{k-1} + T) // 2``, where both blend
-  weights are equal. This is where a blended mosaic of disagreeing tiles turns from one tile to the other and where
+- ``"middles"``: the middle of each neighbouring pair's overlap, ``(o_k + o_{k-1} + T) // 2``, where both tiles
+  weigh about the same in the blend. This is where a blended mosaic of disagreeing tiles turns from one tile to the other and where
   averaging two different samples removes the most texture.
 """
 
