@@ -1,5 +1,5 @@
 """Fixtures of the distributed tests: an offline HF cache of tiny random checkpoints, visible to worker processes,
-and a LocalCluster of two single-threaded worker processes started after it (so the workers inherit it)."""
+and one LocalCluster of two single-threaded worker processes for the whole session, started after it (so the workers inherit it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hub_cache import HubCache
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hub(tmp_path_factory):
     """Official-layout random checkpoints (TerraMind tiny, the S1GRD and LULC tokenizers), offline, in os.environ."""
     import huggingface_hub.constants as constants
@@ -34,7 +34,7 @@ def hub(tmp_path_factory):
         yield cache
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(hub):
     from distributed import Client, LocalCluster
 
