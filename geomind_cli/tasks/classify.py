@@ -20,8 +20,8 @@ from geomind_cli.errors import InputError
 from geomind_cli.tasks.base import Task, to_numpy
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
-from geomind_cli.tasks.segment import (FinetuneHandle, SegmentOptions, check_inputs, class_dtype, class_names,
-                                       class_palette, model_inputs, tim_kwargs)
+from geomind_cli.tasks.segment import (SegmentOptions, check_inputs, class_dtype, class_names, class_palette,
+                                       finetune_handle, model_inputs, tim_kwargs)
 
 CELL = 16
 
@@ -46,7 +46,7 @@ def output_specs(names: list[str], out_path: Path, options: SegmentOptions) -> l
 def classify_task(inputs: list[str], config: str | Path, checkpoint: str | Path, options: SegmentOptions,
                   runtime: Runtime, out_path: Path, *, overwrite: bool = False) -> Task:
     """Tile function: scene tiles -> per tile class [B, 1, T/16, T/16] (and probabilities [B, K, T/16, T/16])."""
-    handle = FinetuneHandle(str(config), str(checkpoint), runtime, tuple(options.tim))
+    handle = finetune_handle(config, checkpoint, runtime, options.tim)
     cfg = handle.settings()
     if cfg.task != "classification":
         raise InputError(f"this checkpoint is a {cfg.task} model (a value per pixel); use `geomind segment`")

@@ -68,6 +68,11 @@ class FinetuneHandle:
 _MODELS: dict[str, torch.nn.Module] = {}
 
 
+def finetune_handle(config: str | Path, checkpoint: str | Path, runtime: Runtime, tim=()) -> FinetuneHandle:
+    """Handle with absolute paths, so that workers started elsewhere (another folder) find the same files."""
+    return FinetuneHandle(str(Path(config).absolute()), str(Path(checkpoint).absolute()), runtime, tuple(tim))
+
+
 @dataclass(frozen=True)
 class SegmentOptions:
     tim: tuple[str, ...] = ()
@@ -146,7 +151,7 @@ def output_specs(cfg: FinetuneConfig, out_path: Path, options: SegmentOptions) -
 def segment_task(inputs: list[str], config: str | Path, checkpoint: str | Path, options: SegmentOptions,
                  runtime: Runtime, out_path: Path, *, overwrite: bool = False) -> Task:
     """Tile function: scene tiles -> class probabilities [B, K, T, T] (segmentation) or values [B, C, T, T]."""
-    handle = FinetuneHandle(str(config), str(checkpoint), runtime, tuple(options.tim))
+    handle = finetune_handle(config, checkpoint, runtime, options.tim)
     cfg = handle.settings()
     if cfg.task == "classification":
         raise InputError("this checkpoint is a ClassificationTask (one label per image); use `geomind classify`")
