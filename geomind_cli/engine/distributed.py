@@ -13,10 +13,8 @@ that builds the model on first use and caches it in the process.
 
 from __future__ import annotations
 
-import copyreg
 import shutil
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,28 +24,11 @@ import numpy as np
 import rasterio
 
 from geomind_cli.engine.blocks import BlockResult, compute_block, count_tiles, plan_blocks
-from geomind_cli.engine.grid import RasterLayer
 from geomind_cli.engine.outputs import OutputSpec
 from geomind_cli.engine.runner import STREAM_CACHE_BYTES, RunSummary, TileFn, _Outputs, check_outputs, peak_rss_mb
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import final_row
 from geomind_cli.engine.tiling import DEFAULT_OVERLAP, TilePlan, plan_tiles
-
-
-def _rebuild_layer(state: dict) -> RasterLayer:
-    layer = RasterLayer.__new__(RasterLayer)
-    layer.__dict__.update(state)
-    layer._local = threading.local()
-    return layer
-
-
-def _reduce_layer(layer: RasterLayer):
-    # A RasterLayer opens its GDAL datasets lazily per thread: ship its description, not the open handles.
-    state = {k: v for k, v in layer.__dict__.items() if k != "_local"}
-    return _rebuild_layer, (state,)
-
-
-copyreg.pickle(RasterLayer, _reduce_layer)
 
 
 @dataclass

@@ -145,6 +145,14 @@ class RasterLayer:
         self.resampling = Resampling.nearest if (categorical or exact) else Resampling.bilinear
         self._local = threading.local()
 
+    def __getstate__(self) -> dict:
+        # Pickled (to Dask workers) as its description; each process opens its own GDAL handles lazily.
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     @property
     def count(self) -> int:
         return len(self.fb.file_bands)
