@@ -203,7 +203,10 @@ def _run(args) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="geomind-bench-") as tmp:
         files = write_scene(Path(tmp), args.scene_size)
-        rows = [bench_command(cmd, args, runtime, files, Path(tmp)) for cmd in chosen]
+        rows = []
+        for cmd in chosen:
+            rows.append(bench_command(cmd, args, runtime, files, Path(tmp)))
+            log(json.dumps(rows[-1]))  # a row survives a later failure or interruption
     result = {
         "date": date.today().isoformat(),
         "command": " ".join(["python", "benchmarks/run_all.py", *args.argv]),
