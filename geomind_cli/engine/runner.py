@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import rasterio
 
-from geomind_cli.engine.batches import Prefetcher, TileBatch, produce, want_pinned
+from geomind_cli.engine.batches import Prefetcher, TileBatch, produce, static_batches, want_pinned
 from geomind_cli.engine.outputs import OutputSpec
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import make_stitcher
@@ -171,6 +171,7 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     start = time.perf_counter()
+    tile_fn = static_batches(tile_fn, batch_size)  # CUDA: one batch shape for compiled models
     plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=tile_size, overlap=overlap)
     check_outputs(outputs, overwrite=overwrite)
     # Rows a stitcher must hold: the tile rows one batch can span, plus one.
