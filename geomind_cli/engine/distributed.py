@@ -107,7 +107,7 @@ def assemble(pending: _Pending, *, tile_size: int = 224, batch_size: int = 8, pr
                     channels = result.channels.get(spec.name)
                     if channels is None:  # a channel count is needed even if no tile has reached any block yet
                         known = [r.channels[spec.name] for r in results if spec.name in r.channels]
-                        channels = known[0] if known else len(spec.class_names or spec.bands)
+                        channels = known[0] if known else spec.channels or 1
                     state.ensure(spec, channels)
                     row0, row1 = final_row(spec, plan, block.first), final_row(spec, plan, block.stop)
                     for (name, key), writer in state.writers.items():

@@ -63,6 +63,17 @@ class OutputSpec:
         return int(info.max)
 
     @property
+    def channels(self) -> int | None:
+        """Channels the tile function returns: K class probabilities (None if no class names tell K), else bands.
+
+        A grid output may carry ``class_names`` too (a per-patch class label, with its colour table); its tile
+        function still returns one channel per band.
+        """
+        if self.kind == "classes":
+            return len(self.class_names) if self.class_names else None
+        return len(self.bands)
+
+    @property
     def overview_resampling(self) -> str:
         return {"continuous": "AVERAGE", "classes": "MODE", "grid": "NEAREST"}[self.kind]
 

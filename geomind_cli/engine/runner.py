@@ -87,9 +87,7 @@ def check_outputs(outputs: list[OutputSpec], *, overwrite: bool) -> None:
 
 def _expected(spec: OutputSpec, array: np.ndarray, batch: int, tile: int) -> np.ndarray:
     side = tile // 16 if spec.kind == "grid" else tile
-    channels = None if spec.kind == "classes" else len(spec.bands)
-    if spec.kind == "classes" and spec.class_names:
-        channels = len(spec.class_names)
+    channels = spec.channels
     ok = array.ndim == 4 and array.shape[0] == batch and array.shape[2:] == (side, side)
     if not ok or (channels is not None and array.shape[1] != channels):
         raise ValueError(f"tile function output {spec.name!r} has shape {array.shape}; expected "
@@ -143,7 +141,7 @@ class _Outputs:
 
     def finish(self) -> list[str]:
         for spec in self.specs:  # every tile was skipped: still write all-nodata outputs
-            self.ensure(spec, len(spec.class_names or spec.bands))
+            self.ensure(spec, spec.channels or 1)
         self.flush(len(self.plan.ys))
         self.stitchers.clear()  # free the row bands before GDAL builds the COGs
         for writer in self.writers.values():
@@ -183,8 +181,8 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
     with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES):
         try:
             for spec in outputs:
-                if spec.kind != "classes" or spec.class_names:
-                    state.ensure(spec, len(spec.class_names or spec.bands))
+                if spec.channels is not None:
+                    state.ensure(spec, spec.channels)
             items = produce(scene, plan, batch_size=batch_size, skip_nodata=skip_nodata, valid_rule=valid_rule,
                             pin=want_pinned(pin_memory))
             prefetcher = Prefetcher(items, prefetch)
