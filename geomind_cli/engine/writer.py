@@ -39,6 +39,47 @@ def check_writable(path: Path, *, overwrite: bool):
         raise OutputError(f"Output folder {path.parent} is not writable; choose another output path.")
 
 
+class RowBlocks:
+    """Rows that arrive in order, without gaps, gathered into blocks of ``height`` full-width rows.
+
+    Each full block (and the last, shorter one) goes to ``store(row0, block)`` once: the block height is the
+    output's tile or chunk height, so no compressed block is ever written twice.
+    """
+
+    def __init__(self, *, count: int, height: int, width: int, total: int, dtype, store):
+        self.buffer = np.empty((count, height, width), dtype)
+        self.height, self.total, self.store = height, total, store
+        self.row0 = 0  # grid row of buffer[:, 0]
+        self.next_row = 0
+
+    def add(self, row0: int, data: np.ndarray):
+        """Append rows ``row0 .. row0 + h`` (data [count, h, width])."""
+        if row0 != self.next_row:
+            raise RuntimeError(f"rows must be written in order: expected row {self.next_row}, got {row0}")
+        done = 0
+        while done < data.shape[1]:
+            at = self.next_row - self.row0
+            n = min(self.height - at, data.shape[1] - done)
+            self.buffer[:, at:at + n] = data[:, done:done + n]
+            done += n
+            self.next_row += n
+            if self.next_row - self.row0 == self.height or self.next_row == self.total:
+                self.flush()
+
+    def flush(self):
+        n = self.next_row - self.row0
+        if n:
+            self.store(self.row0, self.buffer[:, :n])
+        self.row0 = self.next_row
+
+    def close(self):
+        """Flush the last rows; every row must have arrived."""
+        if self.next_row != self.total:
+            raise RuntimeError(f"only {self.next_row} of {self.total} rows were written")
+        self.flush()
+        self.buffer = None
+
+
 class RasterWriter:
     """Write [count, rows, width] arrays, in row order, into ``path`` as a COG once :meth:`finish` is called."""
 
@@ -71,38 +112,20 @@ class RasterWriter:
         if scale != 1.0 or offset != 0.0:
             self.dataset.scales = (scale,) * count
             self.dataset.offsets = (offset,) * count
-        self.block = block
-        self.buffer = np.empty((count, block, grid.width), stored)
-        self.buffer_row0 = 0  # grid row of buffer[:, 0]
-        self.next_row = 0
+        self.rows = RowBlocks(count=count, height=block, width=grid.width, total=grid.height, dtype=stored,
+                              store=self._store)
 
     def write_rows(self, row0: int, data: np.ndarray):
         """Append rows ``row0 .. row0 + h`` (data [count, h, width]); rows must come in order, without gaps."""
-        if row0 != self.next_row:
-            raise RuntimeError(f"rows must be written in order: expected row {self.next_row}, got {row0}")
-        done = 0
-        while done < data.shape[1]:
-            at = self.next_row - self.buffer_row0
-            n = min(self.block - at, data.shape[1] - done)
-            self.buffer[:, at:at + n] = data[:, done:done + n]
-            done += n
-            self.next_row += n
-            if self.next_row - self.buffer_row0 == self.block or self.next_row == self.grid.height:
-                self._flush()
+        self.rows.add(row0, data)
 
-    def _flush(self):
-        n = self.next_row - self.buffer_row0
-        if n:
-            self.dataset.write(self.buffer[:, :n], window=Window(0, self.buffer_row0, self.grid.width, n))
-        self.buffer_row0 = self.next_row
+    def _store(self, row0: int, block: np.ndarray):
+        self.dataset.write(block, window=Window(0, row0, self.grid.width, block.shape[1]))
 
     def finish(self):
         """Close and convert to a hidden COG with overviews; :meth:`commit` then moves it onto ``path``."""
-        if self.next_row != self.grid.height:
-            raise RuntimeError(f"{self.path}: only {self.next_row} of {self.grid.height} rows were written")
-        self._flush()
+        self.rows.close()
         self.dataset.close()
-        self.buffer = None
         with rasterio.Env(GDAL_CACHEMAX=COG_CACHE_BYTES):
             rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
                                  BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
@@ -120,7 +143,7 @@ class RasterWriter:
             if not self.dataset.closed:
                 self.dataset.close()
         finally:
-            self.buffer = None
+            self.rows = None
             self.partial.unlink(missing_ok=True)
             self.staged.unlink(missing_ok=True)
 

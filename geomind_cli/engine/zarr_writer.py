@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from geomind_cli.engine.grid import Grid
+from geomind_cli.engine.writer import RowBlocks
 from geomind_cli.errors import OutputError
 
 CHUNK_BYTES = 4 * 2**20  # per chunk (all bands), before compression
@@ -67,40 +68,22 @@ class ZarrWriter:
                 ds.to_zarr(self.partial, mode="w", compute=False, encoding=encoding, consolidated=True)
         except OSError as error:
             raise OutputError(f"Cannot create {self.path} ({error}); check the output folder.") from error
-        self.buffer = np.empty((count, self.side, grid.width), self.dtype)
-        self.buffer_row0 = 0
-        self.next_row = 0
+        # One chunk row at a time, so no chunk is ever written twice.
+        self.rows = RowBlocks(count=count, height=self.side, width=grid.width, total=grid.height, dtype=self.dtype,
+                              store=self._store)
 
     def write_rows(self, row0: int, data: np.ndarray):
         """Append rows ``row0 .. row0 + h`` (data [count, h, width]); rows must come in order, without gaps."""
-        if row0 != self.next_row:
-            raise RuntimeError(f"rows must be written in order: expected row {self.next_row}, got {row0}")
-        done = 0
-        while done < data.shape[1]:
-            at = self.next_row - self.buffer_row0
-            n = min(self.side - at, data.shape[1] - done)
-            self.buffer[:, at:at + n] = data[:, done:done + n]
-            done += n
-            self.next_row += n
-            if self.next_row - self.buffer_row0 == self.side or self.next_row == self.grid.height:
-                self._flush()
+        self.rows.add(row0, data)
 
-    def _flush(self):
+    def _store(self, row0: int, block: np.ndarray):
         import xarray as xr
 
-        n = self.next_row - self.buffer_row0
-        if n:
-            # Whole chunk rows only (the buffer is one chunk high), so no chunk is ever written twice.
-            block = xr.Dataset({self.name: (("band", "y", "x"), self.buffer[:, :n])})
-            region = {"band": slice(None), "y": slice(self.buffer_row0, self.next_row), "x": slice(None)}
-            block.to_zarr(self.partial, region=region, consolidated=False)
-        self.buffer_row0 = self.next_row
+        region = {"band": slice(None), "y": slice(row0, row0 + block.shape[1]), "x": slice(None)}
+        xr.Dataset({self.name: (("band", "y", "x"), block)}).to_zarr(self.partial, region=region, consolidated=False)
 
     def finish(self):
-        if self.next_row != self.grid.height:
-            raise RuntimeError(f"{self.path}: only {self.next_row} of {self.grid.height} rows were written")
-        self._flush()
-        self.buffer = None
+        self.rows.close()
 
     def commit(self) -> Path:
         """Move the finished store onto ``path``; an existing store there is removed only after the move."""
@@ -116,5 +99,5 @@ class ZarrWriter:
         return self.path
 
     def abort(self):
-        self.buffer = None
+        self.rows = None
         shutil.rmtree(self.partial, ignore_errors=True)
