@@ -14,10 +14,10 @@ from geomind_cli.cli.segment import Checkpoint, Config, From, Tim
 def classify(
     scenes: o.Scenes,
     checkpoint: Checkpoint,
-    config: Config,
+    config: Config = None,
     tim: Tim = None,
     from_: From = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_classes.tif).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_classes.tif); with several scenes, a folder.")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write each tile's class probabilities (<output>_probabilities.tif).")] = False,
     confidence: Annotated[bool, typer.Option("--confidence", help="Also write each tile's top class probability (<output>_confidence.tif).")] = False,
     seed: o.Seed = 0,
@@ -32,21 +32,31 @@ def classify(
     scheduler: o.Scheduler = None,
     cluster: o.Cluster = None,
     workers: o.Workers = None,
+    each: o.Each = None,
+    resume: o.Resume = False,
 ) -> None:
     """Write a coarse class grid: each tile's label over the 16 px cells nearest its centre (transform scaled by 16).
 
-    Example: `geomind classify s2.tif --checkpoint eurosat.ckpt --config eurosat.yaml -o classes.tif`
+    Example: `geomind classify s2.tif --checkpoint eurosat.ckpt --config eurosat.yaml -o classes.tif`; many scenes:
+    `geomind classify scenes/*.tif --checkpoint eurosat.ckpt -o grids/` (a re-run skips the grids already complete).
     """
     from geomind_cli.tasks.classify import classify_task
-    from geomind_cli.tasks.inputs import open_inputs, output_stem
-    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
+    from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.segment import SegmentOptions
 
-    scene = open_inputs(scenes, from_)
-    out = output or Path(f"{output_stem(scenes)}_classes.tif")
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile)
     opts = SegmentOptions(tim=tuple(tim or ()), probabilities=probabilities, confidence=confidence, seed=seed)
-    task = classify_task(list(scene.band_counts), config, checkpoint, opts, runtime, out, overwrite=overwrite)
-    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview,
-             scheduler=scheduler, cluster=cluster, workers=workers)
+    batch = len(groups) > 1
+
+    def items():
+        for group in groups:
+            scene = open_inputs(group.sources, from_)
+            out = batch_output(output, len(groups), f"{group.stem}_classes.tif")
+            yield scene, classify_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
+                                       overwrite=overwrite or resume or batch)
+
+    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)

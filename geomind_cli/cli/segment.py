@@ -10,7 +10,11 @@ import typer
 from geomind_cli.cli import options as o
 
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Lightning checkpoint (.ckpt) from `terratorch fit`.")]
-Config = Annotated[Path, typer.Option("--config", help="The TerraTorch YAML config the model was fine-tuned with.")]
+Config = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="The TerraTorch YAML config the model was fine-tuned with (default: the settings "
+                 "recorded in the checkpoint, when it records the data means/stds too)."),
+]
 Tim = Annotated[
     Optional[list[str]],
     typer.Option("--tim", help="TiM modalities (e.g. LULC): set them for a *_tim backbone, or check them."),
@@ -21,10 +25,10 @@ From = Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of
 def segment(
     scenes: o.Scenes,
     checkpoint: Checkpoint,
-    config: Config,
+    config: Config = None,
     tim: Tim = None,
     from_: From = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_segmentation.tif).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_segmentation.tif); with several scenes, a folder.")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write the blended class probabilities (<output>_probabilities.tif).")] = False,
     confidence: Annotated[bool, typer.Option("--confidence", help="Also write the top class probability (<output>_confidence.tif).")] = False,
     seed: o.Seed = 0,
@@ -39,20 +43,31 @@ def segment(
     scheduler: o.Scheduler = None,
     cluster: o.Cluster = None,
     workers: o.Workers = None,
+    each: o.Each = None,
+    resume: o.Resume = False,
 ) -> None:
     """Write a class map (with colour table and class names) or, for a regression fine-tune, a float raster.
 
-    Example: `geomind segment s2.tif s1.tif:S1GRD --checkpoint best.ckpt --config flood.yaml -o flood.tif`
+    Example: `geomind segment s2.tif s1.tif:S1GRD --checkpoint best.ckpt --config flood.yaml -o flood.tif`; many
+    scenes: `geomind segment scenes/*.tif --checkpoint best.ckpt -o maps/ --cluster local` (one map per scene; a
+    re-run skips the maps already complete).
     """
-    from geomind_cli.tasks.inputs import open_inputs, output_stem
-    from geomind_cli.tasks.run import run_task
+    from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
+    from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.segment import SegmentOptions, segment_task
 
-    scene = open_inputs(scenes, from_)
-    out = output or Path(f"{output_stem(scenes)}_segmentation.tif")
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
     runtime = Runtime.resolve(device=device, precision=precision, compile=compile)
     opts = SegmentOptions(tim=tuple(tim or ()), probabilities=probabilities, confidence=confidence, seed=seed)
-    task = segment_task(list(scene.band_counts), config, checkpoint, opts, runtime, out, overwrite=overwrite)
-    run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet, preview=preview,
-             scheduler=scheduler, cluster=cluster, workers=workers)
+    batch = len(groups) > 1
+
+    def items():
+        for group in groups:
+            scene = open_inputs(group.sources, from_)
+            out = batch_output(output, len(groups), f"{group.stem}_segmentation.tif")
+            yield scene, segment_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
+                                      overwrite=overwrite or resume or batch)
+
+    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
+            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)

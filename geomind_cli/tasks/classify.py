@@ -28,11 +28,9 @@ CELL = 16
 
 def output_specs(names: list[str], out_path: Path, options: SegmentOptions) -> list[OutputSpec]:
     out_path = Path(out_path)
-    # The engine sizes grid outputs that carry class_names by the number of classes, so the names go into the
-    # band description here ("class: 0=A, 1=B, ...") rather than the CLASS_NAMES tag of class maps.
-    legend = ", ".join(f"{k}={name}" for k, name in enumerate(names))
-    specs = [OutputSpec(name="classes", path=out_path, kind="grid", bands=[f"class: {legend}"],
-                        dtype=class_dtype(len(names)), colormap=class_palette(len(names)))]
+    # One band of labels; the names go to the CLASS_NAMES tag and the colour table, as for segment's class maps.
+    specs = [OutputSpec(name="classes", path=out_path, kind="grid", bands=["class"], dtype=class_dtype(len(names)),
+                        class_names=list(names), colormap=class_palette(len(names)))]
     side = out_path.with_name(f"{out_path.stem}_{{}}{out_path.suffix or '.tif'}")
     if options.probabilities:
         specs.append(OutputSpec(name="probabilities", path=Path(str(side).format("probabilities")), kind="grid",
@@ -43,9 +41,12 @@ def output_specs(names: list[str], out_path: Path, options: SegmentOptions) -> l
     return specs
 
 
-def classify_task(inputs: list[str], config: str | Path, checkpoint: str | Path, options: SegmentOptions,
+def classify_task(inputs: list[str], config: str | Path | None, checkpoint: str | Path, options: SegmentOptions,
                   runtime: Runtime, out_path: Path, *, overwrite: bool = False) -> Task:
-    """Tile function: scene tiles -> per tile class [B, 1, T/16, T/16] (and probabilities [B, K, T/16, T/16])."""
+    """Tile function: scene tiles -> per tile class [B, 1, T/16, T/16] (and probabilities [B, K, T/16, T/16]).
+
+    ``config`` and ``overwrite`` as in :func:`geomind_cli.tasks.segment.segment_task`.
+    """
     handle = finetune_handle(config, checkpoint, runtime, options.tim)
     cfg = handle.settings()
     if cfg.task != "classification":

@@ -39,9 +39,10 @@ class FinetuneHandle:
     """A fine-tuned model named by its files, built at most once per process (as tasks.base.ModelHandle).
 
     Picklable, so a task holding it can travel to Dask workers; each worker loads the checkpoint on first use.
+    ``config`` None: the settings are read from the checkpoint's hyper_parameters.
     """
 
-    config: str
+    config: str | None
     checkpoint: str
     runtime: Runtime
     tim: tuple[str, ...] = ()
@@ -50,9 +51,13 @@ class FinetuneHandle:
         return repr((self.config, self.checkpoint, self.runtime, self.tim))
 
     def settings(self) -> FinetuneConfig:
-        from geomind_cli.models.finetune import parse_config
+        """Read once per process: a batch builds one task per scene, and without a config this reads the checkpoint."""
+        cfg = _SETTINGS.get(self.key())
+        if cfg is None:
+            from geomind_cli.models.finetune import finetune_settings
 
-        return parse_config(self.config).with_tim(list(self.tim))
+            cfg = _SETTINGS[self.key()] = finetune_settings(self.config, self.checkpoint, tim=list(self.tim))
+        return cfg
 
     def __call__(self) -> torch.nn.Module:
         model = _MODELS.get(self.key())
@@ -66,11 +71,13 @@ class FinetuneHandle:
 
 
 _MODELS: dict[str, torch.nn.Module] = {}
+_SETTINGS: dict[str, FinetuneConfig] = {}
 
 
-def finetune_handle(config: str | Path, checkpoint: str | Path, runtime: Runtime, tim=()) -> FinetuneHandle:
+def finetune_handle(config: str | Path | None, checkpoint: str | Path, runtime: Runtime, tim=()) -> FinetuneHandle:
     """Handle with absolute paths, so that workers started elsewhere (another folder) find the same files."""
-    return FinetuneHandle(str(Path(config).absolute()), str(Path(checkpoint).absolute()), runtime, tuple(tim))
+    return FinetuneHandle(None if config is None else str(Path(config).absolute()), str(Path(checkpoint).absolute()),
+                          runtime, tuple(tim))
 
 
 @dataclass(frozen=True)
@@ -148,9 +155,13 @@ def output_specs(cfg: FinetuneConfig, out_path: Path, options: SegmentOptions) -
                        confidence=options.confidence)]
 
 
-def segment_task(inputs: list[str], config: str | Path, checkpoint: str | Path, options: SegmentOptions,
+def segment_task(inputs: list[str], config: str | Path | None, checkpoint: str | Path, options: SegmentOptions,
                  runtime: Runtime, out_path: Path, *, overwrite: bool = False) -> Task:
-    """Tile function: scene tiles -> class probabilities [B, K, T, T] (segmentation) or values [B, C, T, T]."""
+    """Tile function: scene tiles -> class probabilities [B, K, T, T] (segmentation) or values [B, C, T, T].
+
+    ``config`` None: settings from the checkpoint. ``overwrite=True`` only creates the output folders: batch and
+    resume runs pass it and leave the check of each output to :func:`geomind_cli.tasks.run.pending_outputs`.
+    """
     handle = finetune_handle(config, checkpoint, runtime, options.tim)
     cfg = handle.settings()
     if cfg.task == "classification":

@@ -60,3 +60,48 @@ def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
         if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
             module.weight.copy_(1.0 + 0.2 * torch.randn(module.weight.shape, generator=g))
             module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+
+
+def _init_defaults(task_class: str) -> dict:
+    """The task's ``__init__`` arguments and their defaults, read from terratorch's source (importing
+    terratorch.tasks needs lightning and torchgeo, which the test environment does not have)."""
+    import ast
+    from importlib.metadata import distribution
+
+    files = {"SemanticSegmentationTask": "segmentation_tasks.py", "ClassificationTask": "classification_tasks.py",
+             "PixelwiseRegressionTask": "regression_tasks.py"}
+    source = Path(distribution("terratorch").locate_file(f"terratorch/tasks/{files[task_class]}")).read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == task_class:
+            init = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+            names = [a.arg for a in init.args.args[1:]]
+            defaults = [ast.literal_eval(d) for d in init.args.defaults]
+            return dict(zip(names[len(names) - len(defaults):], defaults))
+    raise LookupError(task_class)
+
+
+def recorded_hparams(config: dict, *, cli: bool, data: bool) -> dict:
+    """What Lightning stores for a TerraTorch task built from ``config`` (our YAML layout): the checkpoint entries
+    ``hyper_parameters`` (and ``datamodule_hyper_parameters`` if ``data``).
+
+    ``cli``: built by ``terratorch fit`` (LightningCLI): the config's model section as dumped by jsonargparse (every
+    init argument, defaults included) plus ``_class_path`` and ``_instantiator``. Otherwise built in Python: torchgeo's
+    BaseTask ``save_hyperparameters()`` gathers the arguments of every ``__init__`` up the chain, so TerraTorchTask's
+    ``task`` is recorded next to the task's own arguments.
+    """
+    class_path = config["model"]["class_path"]
+    task_class = class_path.rsplit(".", 1)[-1]
+    args = {**_init_defaults(task_class), **config["model"]["init_args"]}
+    kinds = {name: kind for kind, name in TASK_CLASSES.items()}
+    if cli:
+        hparams = {"_class_path": class_path, **args, "_instantiator": "lightning.pytorch.cli.instantiate_module"}
+    else:
+        hparams = {"task": kinds[task_class], "tiled_inference_on_testing": False,
+                   "tiled_inference_on_validation": False, "path_to_record_metrics": None, **args}
+    out = {"hparams_name": "kwargs", "hyper_parameters": hparams}
+    if data:
+        section = config["data"]
+        out["datamodule_hparams_name"] = "kwargs"
+        out["datamodule_hyper_parameters"] = ({"_class_path": section["class_path"], **section["init_args"]}
+                                              if cli else dict(section["init_args"]))
+    return out

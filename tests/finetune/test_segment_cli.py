@@ -7,6 +7,7 @@ others call the CLI's ``main`` in this process to save the start-up time.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -178,7 +179,8 @@ def test_classify_grid(models, tmp_path, capsys, monkeypatch):
     with rasterio.open(S2) as src:
         assert meta["transform"] == src.transform * Affine.scale(16) and meta["shape"] == (32, 32)
         assert meta["crs"] == src.crs
-    assert meta["descriptions"] == ("class: 0=A, 1=B, 2=C, 3=D",) and meta["dtype"] == "uint8"
+    assert meta["descriptions"] == ("class",) and meta["dtype"] == "uint8" and meta["nodata"] == 255
+    assert json.loads(meta["tags"]["CLASS_NAMES"]) == ["A", "B", "C", "D"]
     assert meta["colormap"][1][:3] != meta["colormap"][2][:3]
     plan = plan_tiles(512, 512)
     rows, cols = grid_owners(plan, 0)[:32], grid_owners(plan, 1)[:32]

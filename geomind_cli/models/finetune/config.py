@@ -121,7 +121,8 @@ def parse_config(path: str | Path) -> FinetuneConfig:
     return config_from_dict(load_yaml(path), source=str(path))
 
 
-def config_from_dict(data: dict, *, source: str = "config") -> FinetuneConfig:
+def config_from_dict(data: dict, *, source: str = "config", advice: str | None = None) -> FinetuneConfig:
+    """``advice``: what to tell the user when statistics are missing (default: add them to the config)."""
     model = data.get("model")
     init = _get(model, "init_args")
     if not isinstance(init, dict) or not isinstance(init.get("model_args"), dict):
@@ -159,7 +160,7 @@ def config_from_dict(data: dict, *, source: str = "config") -> FinetuneConfig:
                           "has no TiM; use a *_tim backbone")
     if bands and tim:
         raise ConfigError(f"{source}: backbone_bands cannot be used with a TiM backbone (TerraTorch refuses it too)")
-    inputs = _inputs(modalities, bands, data, source)
+    inputs = _inputs(modalities, bands, data, source, advice)
     necks = tuple(_neck(n, source) for n in (args.pop("necks", None) or []))
     decoder = args.pop("decoder", "FCNDecoder")
     if not isinstance(decoder, str):
@@ -229,7 +230,7 @@ def _per_modality(value, modality: str, count: int):
     return value if count == 1 else None
 
 
-def _inputs(modalities, bands, data: dict, source: str) -> tuple[InputSpec, ...]:
+def _inputs(modalities, bands, data: dict, source: str, advice: str | None) -> tuple[InputSpec, ...]:
     from geomind_cli.models.modalities import MODALITIES
 
     names = [_canonical(m, source) for m in modalities]
@@ -251,8 +252,8 @@ def _inputs(modalities, bands, data: dict, source: str) -> tuple[InputSpec, ...]
         mean = _per_modality(dm.get("means"), name, len(names))
         std = _per_modality(dm.get("stds"), name, len(names))
         if mean is None or std is None:
-            raise ConfigError(f"{source}: data.init_args.means/stds give no statistics for {name}; add the values "
-                              "the model was trained with")
+            raise ConfigError(f"{source}: data.init_args.means/stds give no statistics for {name}; "
+                              f"{advice or 'add the values the model was trained with'}")
         if len(mean) != len(chosen) or len(std) != len(chosen):
             raise ConfigError(f"{source}: means/stds of {name} have {len(mean)}/{len(std)} values for "
                               f"{len(chosen)} bands; give one per band")
