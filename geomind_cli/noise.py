@@ -34,14 +34,18 @@ def stream_key(seed: int, stream: str) -> np.uint64:
         return _mix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + np.uint64(zlib.crc32(stream.encode())))
 
 
-def _uniform53(key: np.uint64, rows: np.ndarray, cols: np.ndarray, channels: np.ndarray, draw: int) -> np.ndarray:
+def _bits64(key: np.uint64, rows: np.ndarray, cols: np.ndarray, channels: np.ndarray, draw: int) -> np.ndarray:
     # Rows and columns may be negative (reflect-padded tiles); offset them into unsigned range before packing.
     r = (rows.astype(np.int64) + (1 << 23)).astype(np.uint64)
     c = (cols.astype(np.int64) + (1 << 23)).astype(np.uint64)
     ch = channels.astype(np.uint64)
     counter = (r << np.uint64(40)) ^ (c << np.uint64(16)) ^ (ch << np.uint64(2)) ^ np.uint64(draw)
     with np.errstate(over="ignore"):
-        bits = _mix(_mix(counter + key) * _GOLDEN)
+        return _mix(_mix(counter + key) * _GOLDEN)
+
+
+def _uniform53(key: np.uint64, rows: np.ndarray, cols: np.ndarray, channels: np.ndarray, draw: int) -> np.ndarray:
+    bits = _bits64(key, rows, cols, channels, draw)
     # 53 random bits -> a double in (0, 1): never exactly 0, so log() below is safe.
     return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * _INV_2_53
 
@@ -67,6 +71,23 @@ def tile_gaussian(seed: int, stream: str, origins, size: int, channels: int) -> 
     return np.stack(
         [gaussian_field(seed, stream, r + np.arange(size), c + np.arange(size), channels) for r, c in origins]
     )
+
+
+def tile_token_keys(seed: int, stream: str, origins, size: int, patch: int = 16) -> np.ndarray:
+    """64-bit keys, int64 ``[B, (size/patch)**2]``, one per token position, keyed by each patch's top-left pixel.
+
+    Row-major over the patch grid, as :func:`tile_token_uniforms`. A key stands for a whole vector of noise:
+    ``geomind_cli.models.sampling.key_uniforms`` hashes it with each vocabulary index into the Gumbel noise of a
+    Gumbel-max draw, so overlapping tiles see the same noise for every candidate token at a shared position. The
+    bits are those of a uint64 hash, reinterpreted as int64 (torch has no uint64 arithmetic).
+    """
+    key = stream_key(seed, stream)
+    steps = np.arange(0, size, patch)
+    rows = []
+    for r, c in origins:
+        rr, cc = np.meshgrid(r + steps, c + steps, indexing="ij")
+        rows.append(_bits64(key, rr, cc, np.zeros_like(rr), 3).reshape(-1))  # draw 3: apart from the uniforms' 0-2
+    return np.stack(rows).view(np.int64) if rows else np.zeros((0, len(steps) ** 2), np.int64)
 
 
 def tile_token_uniforms(seed: int, stream: str, origins, size: int, patch: int = 16) -> np.ndarray:

@@ -10,6 +10,10 @@ target), the decoder queries the positions of this step with ``mask_token + pos 
 are drawn by ``sampling.sample_tokens``. With one decoding step all positions are predicted in one pass, which is
 what the reference computes. Unlike the reference, more than one step works (spec 9.9), and with several steps the
 decoded part of the target conditions the next step.
+
+Per target, the random draws come from the caller's ``token_keys`` (int64 [B, N]: Gumbel-max sampling, and a
+decoding order that is a function of the keys, so of place), or the caller's ``token_uniforms`` (inverse CDF), or
+else the ``generator`` (inverse CDF, and a generator-drawn decoding order).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from torch import nn
 
 from geomind_cli.models.embeddings import decoder_embedding, encoder_embedding
 from geomind_cli.models.layers import Block, DecoderBlock, LayerNorm, TransformerConfig
-from geomind_cli.models.sampling import Generators, draw_uniforms, is_greedy, linear_schedule, sample_tokens
+from geomind_cli.models.sampling import (
+    Generators, draw_uniforms, is_greedy, key_order, linear_schedule, sample_tokens,
+)
 
 
 class TerraMindEncDec(nn.Module):
@@ -116,47 +122,45 @@ class TokenSampler(nn.Module):
         *,
         generator: Generators = None,
         token_uniforms: Mapping[str, torch.Tensor] | None = None,
+        token_keys: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Generate each target in order, each conditioned on the inputs and the targets before it.
 
         inputs: (encoder key, raw image [B,C,H,W] or token ids [B,h,w]) in encoder order. grid: (rows, cols) of the
-        target token grids. token_uniforms: per target *name*, uniforms [B, rows*cols] replacing random draws.
-        Returns {target name: LongTensor [B,rows,cols]}.
+        target token grids. token_uniforms: per target *name*, uniforms [B, rows*cols] replacing random draws
+        (inverse CDF). token_keys: per target name, int64 keys [B, rows*cols] (Gumbel-max, key-ordered decoding);
+        a name may be in one of the two, not both. Returns {target name: LongTensor [B,rows,cols]}.
         """
+        token_uniforms, token_keys = token_uniforms or {}, token_keys or {}
+        both = sorted(set(token_uniforms) & set(token_keys))
+        if both:
+            raise ValueError(f"{', '.join(both)} given both token_uniforms and token_keys; pass one of them")
         visible = [self._embed(key, value) for key, value in inputs]
         batch, device = visible[0].x.shape[0], visible[0].x.device
         out: dict[str, torch.Tensor] = {}
         for target in targets:
-            tokens = self._generate_one(visible, target, grid, batch, device, generator, token_uniforms or {})
+            draws = _draws(target, batch, grid[0] * grid[1], device, generator, token_uniforms, token_keys)
+            tokens = self._generate_one(visible, target, grid, batch, device, draws)
             out[target.name] = tokens.reshape(batch, *grid)
             if target.key in self.model.encoder_embeddings:  # chained: later targets see this one
                 visible.append(self._embed(target.key, out[target.name]))
         return out
 
-    def _generate_one(self, visible, target, grid, batch, device, generator, token_uniforms) -> torch.Tensor:
+    def _generate_one(self, visible, target, grid, batch, device, draws: _Draws) -> torch.Tensor:
         n = grid[0] * grid[1]
-        uniforms = None
-        if not is_greedy(target.temperature):
-            uniforms = token_uniforms.get(target.name)
-            if uniforms is None:
-                uniforms = draw_uniforms((batch, n), generator, device)
-            elif tuple(uniforms.shape) != (batch, n):
-                raise ValueError(f"token_uniforms[{target.name!r}] must be [{batch}, {n}], got {tuple(uniforms.shape)}")
         schedule = linear_schedule(target.steps, n)
-        order = None
-        if len(schedule) > 1:  # random decoding order, per sample
-            order = draw_uniforms((batch, n), generator, device).argsort(dim=1)
+        order = draws.order if len(schedule) > 1 else None
         query_emb = self.model.decoder_embeddings[target.key].embedding(grid)  # [1,N,D]
         tokens = torch.zeros(batch, n, dtype=torch.long, device=device)
         start = 0
         for count in schedule:
             parts = list(visible)
             if order is None:
-                queries, step_uniforms = query_emb, uniforms
+                queries, step = query_emb, draws
             else:
                 pos = order[:, start:start + count]
                 queries = _take(query_emb.expand(batch, -1, -1), pos)
-                step_uniforms = None if uniforms is None else torch.gather(uniforms, 1, pos)
+                step = draws.at(pos)
                 if start and target.key in self.model.encoder_embeddings:
                     done = order[:, :start]
                     x, emb = self.model.encoder_embeddings[target.key](tokens.reshape(batch, *grid))
@@ -165,11 +169,47 @@ class TokenSampler(nn.Module):
             emb = torch.cat([p.emb.expand(batch, -1, -1) for p in parts], dim=1)
             logits = self.model.predict(x, emb, target.key, queries)
             ids = sample_tokens(
-                logits, temperature=target.temperature, top_k=target.top_k, top_p=target.top_p, uniforms=step_uniforms
+                logits, temperature=target.temperature, top_k=target.top_k, top_p=target.top_p,
+                uniforms=step.uniforms, keys=step.keys,
             )
             tokens = ids if order is None else tokens.scatter(1, pos, ids)
             start += count
         return tokens
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """The randomness of one target: uniforms or keys [B, N] (None when greedy) and a decoding order [B, N]."""
+
+    uniforms: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+    order: torch.Tensor | None = None
+
+    def at(self, pos: torch.Tensor) -> _Draws:
+        """The draws of positions ``pos`` [B, M]."""
+        take = lambda t: None if t is None else torch.gather(t, 1, pos)  # noqa: E731
+        return _Draws(take(self.uniforms), take(self.keys))
+
+
+def _draws(target: TargetSpec, batch: int, n: int, device, generator, token_uniforms, token_keys) -> _Draws:
+    """Per target: the caller's keys (order from the keys: a function of place), or the caller's uniforms, or the
+    generator's uniforms (order from the generator in both cases). Greedy needs no draws, only an order."""
+    keys, uniforms = token_keys.get(target.name), token_uniforms.get(target.name)
+    for what, given in (("token_keys", keys), ("token_uniforms", uniforms)):
+        if given is not None and tuple(given.shape) != (batch, n):
+            raise ValueError(f"{what}[{target.name!r}] must be [{batch}, {n}], got {tuple(given.shape)}")
+    if keys is not None:
+        if keys.dtype != torch.int64:
+            raise ValueError(f"token_keys[{target.name!r}] must be int64, got {keys.dtype}")
+        keys = keys.to(device)
+        return _Draws(keys=None if is_greedy(target.temperature) else keys, order=key_order(keys))
+    if is_greedy(target.temperature):
+        uniforms = None
+    elif uniforms is None:
+        uniforms = draw_uniforms((batch, n), generator, device)
+    several = len(linear_schedule(target.steps, n)) > 1
+    order = draw_uniforms((batch, n), generator, device).argsort(dim=1) if several else None
+    return _Draws(uniforms=uniforms, order=order)
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ outputs. Where we intentionally differ from the reference:
 - ``decoding_steps > 1`` works (real multi-step ROAR; the last output then also gets an encoder embedding so its
   decoded part conditions later steps); ``temps`` / ``decoding_steps`` may be lists, one value per output;
 - token grids follow the input's (rows, cols), so non-square inputs work (the reference swaps H and W);
-- randomness only from ``generator`` / ``token_uniforms`` / ``diffusion_noise``; no global reseeding;
+- randomness only from ``generator`` / ``token_uniforms`` / ``token_keys`` / ``diffusion_noise``; no global
+  reseeding (``token_keys`` select Gumbel-max sampling, see geomind_cli.models.sampling);
 - the caller's dict is never modified; LULC class indices are never standardized.
 """
 
@@ -102,13 +103,15 @@ class TerraMindGeneration(nn.Module):
         *,
         generator: Generators = None,
         token_uniforms: Mapping[str, torch.Tensor] | None = None,
+        token_keys: Mapping[str, torch.Tensor] | None = None,
         standardize: bool | None = None,
         input_tokens: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Token ids of every output: {output name: LongTensor [B,h,w]}, h, w = input size / 16.
 
         inputs: as ``forward``. input_tokens: {name: token ids [B,h,w]} for tokenized inputs (LULC/NDVI) that are
-        already tokenized; they skip the tokenizer. token_uniforms: {output name: uniforms [B, h*w]}.
+        already tokenized; they skip the tokenizer. token_uniforms: {output name: uniforms [B, h*w]} (inverse-CDF
+        draws); token_keys: {output name: int64 keys [B, h*w]} (Gumbel-max draws); at most one of them per output.
         """
         standardize = self.standardize if standardize is None else standardize
         items = [] if inputs is None or (isinstance(inputs, Mapping) and not inputs) else self._inputs(inputs, standardize)
@@ -123,7 +126,7 @@ class TerraMindGeneration(nn.Module):
                 raise ConfigError(f"no inputs given; this model takes {', '.join(self.modalities)}")
             return self.sampler.generate(
                 [(i.key, i.value) for i in items], self.targets, items[-1].grid,
-                generator=generator, token_uniforms=token_uniforms,
+                generator=generator, token_uniforms=token_uniforms, token_keys=token_keys,
             )
 
     def decode(
@@ -169,6 +172,7 @@ class TerraMindGeneration(nn.Module):
         *,
         generator: Generators = None,
         token_uniforms: Mapping[str, torch.Tensor] | None = None,
+        token_keys: Mapping[str, torch.Tensor] | None = None,
         diffusion_noise: Mapping[str, torch.Tensor] | None = None,
         timesteps: int | None = None,
         standardize: bool | None = None,
@@ -177,7 +181,9 @@ class TerraMindGeneration(nn.Module):
 
         The same generator (or per-sample generators) drives token sampling and then diffusion noise.
         """
-        tokens = self.generate_tokens(d, generator=generator, token_uniforms=token_uniforms, standardize=standardize)
+        tokens = self.generate_tokens(
+            d, generator=generator, token_uniforms=token_uniforms, token_keys=token_keys, standardize=standardize
+        )
         return self.decode(
             tokens, timesteps=timesteps, generator=generator, diffusion_noise=diffusion_noise, standardize=standardize
         )

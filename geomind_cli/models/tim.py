@@ -6,7 +6,8 @@ the backbone, as in the reference (terramind-spec 5). Where we intentionally dif
 - ``merge_method="dict"`` keeps the TiM modalities in the output (the reference drops them, spec 5.2);
 - ``tim_decoding_steps > 1`` works (real multi-step ROAR; the reference crashes);
 - ``tim_temps`` / ``tim_decoding_steps`` may be lists, one value per TiM modality;
-- randomness comes only from ``generator`` / ``token_uniforms`` (the reference reseeds the global RNG);
+- randomness comes only from ``generator`` / ``token_uniforms`` / ``token_keys`` (the reference reseeds the global
+  RNG);
 - tokenizers are built only for tokenized *inputs* (generated TiM tokens never need one);
 - ``missing_mod_token`` is initialised; the caller's dict is never modified.
 """
@@ -80,12 +81,14 @@ class TerraMindTiM(TerraMindViT):
         *,
         generator: Generators = None,
         token_uniforms: Mapping[str, torch.Tensor] | None = None,
+        token_keys: Mapping[str, torch.Tensor] | None = None,
     ) -> list:
         """As ``TerraMindViT.forward``; the TiM modalities' tokens are generated first and encoded after the inputs.
 
         generator: a torch.Generator, or one per sample (then a sample's result does not depend on its batch).
         token_uniforms: {TiM modality name: uniforms [B, h*w]} replacing random draws (inverse-CDF sampling).
-        Greedy at tim_temps=0, which needs neither.
+        token_keys: {TiM modality name: int64 keys [B, h*w]} (Gumbel-max sampling); one of the two per modality.
+        Greedy at tim_temps=0, which needs none of them.
         """
         inputs = self._tokenize(self._resolve_inputs(d))
         have = {item.key for item in inputs}
@@ -95,7 +98,7 @@ class TerraMindTiM(TerraMindViT):
             with torch.no_grad():
                 generated = self.sampler.generate(
                     [(item.key, item.value) for item in inputs], targets, grid,
-                    generator=generator, token_uniforms=token_uniforms,
+                    generator=generator, token_uniforms=token_uniforms, token_keys=token_keys,
                 )
             inputs = inputs + [_Input(t.name, t.key, generated[t.name]) for t in targets]
         return self._encode(inputs)
