@@ -72,3 +72,27 @@ def test_partial_statistics_name_the_modality():
         records["datamodule_hyper_parameters"][key] = {"S2L1C": SEGMENT["data"]["init_args"][key]["S2L1C"]}
     with pytest.raises(ConfigError, match="no statistics for S1GRD; pass --config"):
         config_from_checkpoint(records, source="--checkpoint m.ckpt")
+
+
+def test_cli_without_config_or_statistics_is_one_line(tmp_path, capsys, monkeypatch):
+    """A checkpoint from `terratorch fit` records no data statistics: the command says to pass --config, in one
+    line, before any tile is read or anything written."""
+    import sys
+    from pathlib import Path
+
+    from geomind_cli.cli.app import main
+
+    cfg = parse_config(write_config(tmp_path / "c.yaml", CLASSIFY))
+    ckpt = write_checkpoint(tmp_path / "m.ckpt", build_finetuned(cfg).state_dict(),
+                            extra=recorded_hparams(CLASSIFY, cli=True, data=False))
+    s1 = Path(__file__).resolve().parents[2] / "samples" / "sen1floods11" / "Spain_7370579_S1Hand.tif"
+    out = tmp_path / "out" / "grid.tif"
+    monkeypatch.setattr(sys, "argv", ["geomind", "classify", f"{s1}:S1GRD", "--checkpoint", str(ckpt), "-o", str(out),
+                                      "--device", "cpu", "--quiet"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exc.value.code == 1 and len(lines) == 1, err
+    assert lines[0].startswith("geomind: error: --checkpoint ") and "pass --config" in lines[0], err
+    assert not out.exists()
