@@ -1,6 +1,6 @@
 import numpy as np
 
-from geomind_cli.noise import gaussian_field, tile_gaussian, tile_token_uniforms, uniform_field
+from geomind_cli.noise import gaussian_field, tile_gaussian, tile_token_keys, tile_token_uniforms, uniform_field
 
 
 def test_gaussian_field_is_standard_normal():
@@ -31,3 +31,18 @@ def test_seed_and_stream_change_the_field():
     assert not np.allclose(base, gaussian_field(1, "s", np.arange(32), np.arange(32)))
     assert not np.allclose(base, gaussian_field(0, "t", np.arange(32), np.arange(32)))
     np.testing.assert_array_equal(base, gaussian_field(0, "s", np.arange(32), np.arange(32)))
+
+
+def test_token_keys_are_shared_in_overlaps_and_change_with_seed_and_stream():
+    a, b = tile_token_keys(3, "tokens/DEM", [(0, 0), (0, 160)], 224)
+    assert a.dtype == np.int64 and a.shape == (196,)
+    np.testing.assert_array_equal(a.reshape(14, 14)[:, 10:], b.reshape(14, 14)[:, :4])
+    assert len(np.unique(a)) == 196  # one key per position
+    # reflect-padded tiles start at negative rows: patch (row 16, col 48) is (3, 0) in one tile and (0, 3) in the other
+    c, d = tile_token_keys(3, "tokens/DEM", [(-32, 48), (16, 0)], 64)
+    assert c.reshape(4, 4)[3, 0] == d.reshape(4, 4)[0, 3]
+    np.testing.assert_array_equal(tile_token_keys(3, "tokens/DEM", [(0, 160)], 224)[0], b)  # whatever the batch
+    for seed, stream in ((4, "tokens/DEM"), (3, "tokens/S1GRD")):
+        assert not np.any(tile_token_keys(seed, stream, [(0, 0)], 224)[0] == a)
+    bits = np.unpackbits(a.view(np.uint8))
+    assert abs(bits.mean() - 0.5) < 0.02  # 64-bit keys use all their bits (196 * 64 bits)

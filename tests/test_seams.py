@@ -198,7 +198,7 @@ def measured(offline_models, crop, tmp_path_factory):
     import geomind_cli.tasks.generate as generate
 
     out = tmp_path_factory.mktemp("seams")
-    drawn = {"gaussian": [], "uniforms": []}
+    drawn = {"gaussian": [], "keys": []}
 
     def spy(kind, real):
         def draw(seed, stream, origins, size, *args):
@@ -210,7 +210,7 @@ def measured(offline_models, crop, tmp_path_factory):
     rows = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(generate, "tile_gaussian", spy("gaussian", generate.tile_gaussian))
-        mp.setattr(generate, "tile_token_uniforms", spy("uniforms", generate.tile_token_uniforms))
+        mp.setattr(generate, "tile_token_keys", spy("keys", generate.tile_token_keys))
         for noise in ("world", "tile"):
             (rows[noise],) = offline_models.measure(crop, noise=noise, out_dir=out, size="tiny", targets=["DEM"],
                                                     timesteps=1, overlap=OVERLAP, batch_size=4, seed=11,
@@ -234,14 +234,14 @@ def test_world_noise_is_identical_in_overlaps_and_tile_noise_is_not(measured):
     _, drawn, _ = measured
     for noise in ("world", "tile"):
         gaussian = {origin: v for mode, origin, v in drawn["gaussian"] if mode == noise}
-        uniforms = {origin: v.reshape(4, 4) for mode, origin, v in drawn["uniforms"] if mode == noise}
-        assert set(gaussian) == set(uniforms) == {(0, 0), (0, 32), (32, 0), (32, 32)}
+        keys = {origin: v.reshape(4, 4) for mode, origin, v in drawn["keys"] if mode == noise}
+        assert set(gaussian) == set(keys) == {(0, 0), (0, 32), (32, 0), (32, 32)}
         # tiles (0, 0) and (0, 32) share columns 32-63 (token column 2-3); (0, 0) and (32, 32) rows/cols 32-63
         pairs = [
             (gaussian[0, 0][:, :, 32:], gaussian[0, 32][:, :, :32]),
             (gaussian[0, 0][:, 32:, 32:], gaussian[32, 32][:, :32, :32]),
-            (uniforms[0, 0][:, 2:], uniforms[0, 32][:, :2]),
-            (uniforms[0, 0][2:, 2:], uniforms[32, 32][:2, :2]),
+            (keys[0, 0][:, 2:], keys[0, 32][:, :2]),
+            (keys[0, 0][2:, 2:], keys[32, 32][:2, :2]),
         ]
         for a, b in pairs:
             if noise == "world":
