@@ -12,17 +12,10 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 @pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
+def hub_cache(tmp_path):
     """An empty offline Hugging Face cache, active for this process and for subprocesses started with .env()."""
-    import huggingface_hub.constants as constants
-
-    cache = HubCache(tmp_path / "hf-home")
-    monkeypatch.setenv("HF_HOME", str(cache.home))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache.hub))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache.hub))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
+    with HubCache(tmp_path / "hf-home").active() as cache:
+        yield cache
 
 
 @pytest.fixture(scope="session")

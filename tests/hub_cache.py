@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -33,3 +34,37 @@ class HubCache:
         env = dict(os.environ)
         env.update(HF_HOME=str(self.home), HF_HUB_CACHE=str(self.hub), HF_HUB_OFFLINE="1")
         return env
+
+    def place_random_official(self, size: str | None = "tiny", tokenizers=(), *, seed: int = 1) -> None:
+        """Random TerraMind ``size`` weights (None: none) and the named modalities' tokenizers, official layout."""
+        from geomind_cli.models import official_state_dict
+        from geomind_cli.models.modalities import MODALITIES
+        from geomind_cli.models.tokenizers import build_tokenizer
+        from geomind_cli.models.weights import model_file
+
+        if size is not None:
+            self.place(*model_file(size), official_state_dict(size, seed=seed))
+        for name in tokenizers:
+            info = MODALITIES[name].tokenizer
+            torch.manual_seed(len(name))  # fixed per tokenizer, whatever else is placed
+            self.place(info.repo_id, info.filename, build_tokenizer(info.name).state_dict())
+
+    @contextlib.contextmanager
+    def active(self):
+        """Make this the offline cache of this process (environment and huggingface_hub's constants), then restore."""
+        import huggingface_hub.constants as constants
+
+        keys = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")
+        saved_env = {key: os.environ.get(key) for key in keys}
+        saved = (constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE)
+        os.environ.update(HF_HOME=str(self.home), HF_HUB_CACHE=str(self.hub), HF_HUB_OFFLINE="1")
+        constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = str(self.hub), True
+        try:
+            yield self
+        finally:
+            constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = saved
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

@@ -27,19 +27,8 @@ FAST = ["--model", "tiny", "--timesteps", "1", "--device", "cpu", "--quiet"]
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """Official-layout random checkpoints: TerraMind tiny and the tokenizers these tests use."""
-    import torch
-
-    from geomind_cli.models import official_state_dict
-    from geomind_cli.models.modalities import MODALITIES
-    from geomind_cli.models.tokenizers import build_tokenizer
-    from geomind_cli.models.weights import model_file
-
     hub = HubCache(tmp_path_factory.mktemp("hf-home"))
-    hub.place(*model_file("tiny"), official_state_dict("tiny", seed=1))
-    for name in ("S1GRD", "LULC", "DEM"):
-        info = MODALITIES[name].tokenizer
-        torch.manual_seed(len(name))
-        hub.place(info.repo_id, info.filename, build_tokenizer(info.name).state_dict())
+    hub.place_random_official("tiny", ("S1GRD", "LULC", "DEM"))
     return hub
 
 

@@ -11,26 +11,9 @@ from hub_cache import HubCache
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory):
     """Official-layout random checkpoints (TerraMind tiny, the S1GRD and LULC tokenizers), offline, in os.environ."""
-    import huggingface_hub.constants as constants
-    import torch
-
-    from geomind_cli.models import official_state_dict
-    from geomind_cli.models.modalities import MODALITIES
-    from geomind_cli.models.tokenizers import build_tokenizer
-    from geomind_cli.models.weights import model_file
-
     cache = HubCache(tmp_path_factory.mktemp("hf-home"))
-    cache.place(*model_file("tiny"), official_state_dict("tiny", seed=1))
-    for name in ("S1GRD", "LULC"):
-        info = MODALITIES[name].tokenizer
-        torch.manual_seed(len(name))
-        cache.place(info.repo_id, info.filename, build_tokenizer(info.name).state_dict())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HOME", str(cache.home))
-        patch.setenv("HF_HUB_CACHE", str(cache.hub))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setattr(constants, "HF_HUB_CACHE", str(cache.hub))
-        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+    cache.place_random_official("tiny", ("S1GRD", "LULC"))
+    with cache.active():
         yield cache
 
 

@@ -23,15 +23,8 @@ TOL = dict(rtol=1e-4, atol=1e-4)
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory):
     """(backbones, full models) of the reference, with an offline cache holding every file the tests need."""
-    import huggingface_hub.constants as constants
-
     cache = HubCache(tmp_path_factory.mktemp("hf-parity"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HOME", str(cache.home))
-        mp.setenv("HF_HUB_CACHE", str(cache.hub))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(constants, "HF_HUB_CACHE", str(cache.hub))
-        mp.setattr(constants, "HF_HUB_OFFLINE", True)
+    with cache.active():
         backbones, full, tokenizers = load_reference()
         for size, seed in (("tiny", 1), ("small", 2)):
             cache.place(*checkpoint_file(size), official_state_dict(size, seed=seed))
