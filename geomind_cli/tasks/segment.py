@@ -20,7 +20,7 @@ import torch
 from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import InputError, ModalityError
 from geomind_cli.models.finetune.config import FinetuneConfig
-from geomind_cli.noise import tile_token_uniforms
+from geomind_cli.noise import tile_token_keys
 from geomind_cli.tasks.base import Task, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
@@ -117,14 +117,14 @@ def model_inputs(cfg: FinetuneConfig, arrays: dict[str, np.ndarray], runtime: Ru
 
 def tim_kwargs(cfg: FinetuneConfig, model: torch.nn.Module, batch: TileBatch, size: int, seed: int,
                device: torch.device) -> dict:
-    """World-keyed uniforms for TiM token sampling (none when the backbone has no TiM or samples greedily)."""
+    """World token keys for TiM token sampling (Gumbel-max; none when the backbone has no TiM or samples greedily)."""
     names = list(getattr(model.encoder, "tim_modalities", []))
     temps = cfg.backbone_options.get("tim_temps", 1.0)
     if not names or all(float(t) == 0.0 for t in (temps if isinstance(temps, (list, tuple)) else [temps])):
         return {}
     origins = list(zip(batch.rows.tolist(), batch.cols.tolist()))
-    return {"token_uniforms": {
-        name: torch.from_numpy(tile_token_uniforms(seed, f"tim/{name}", origins, size)).to(device) for name in names
+    return {"token_keys": {
+        name: torch.from_numpy(tile_token_keys(seed, f"tim/{name}", origins, size)).to(device) for name in names
     }}
 
 
