@@ -54,7 +54,9 @@ def render(path: Path, modality: str | None = None) -> np.ndarray:
             lut[value] = rgba[:3]
         return lut[np.nan_to_num(data[0]).astype(np.uint8)]
     if modality in ("S2L2A", "S2L1C") or {"RED", "GREEN", "BLUE"} <= set(names):
-        idx = [names.index(b) for b in ("RED", "GREEN", "BLUE")]
+        # By description when the file has them, else Sentinel-2's band order (B01, B02 blue, B03 green, B04 red, ...).
+        named = {"RED", "GREEN", "BLUE"} <= set(names)
+        idx = [names.index(b) for b in ("RED", "GREEN", "BLUE")] if named else [3, 2, 1]
         rgb = np.clip(data[idx] / 3000.0, 0, 1)
         return np.nan_to_num(np.moveaxis(rgb, 0, -1) * 255).astype(np.uint8)
     if modality in ("S1GRD", "S1RTC") or names[:2] == ["VV", "VH"]:
