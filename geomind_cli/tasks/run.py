@@ -20,7 +20,7 @@ from pathlib import Path
 
 from geomind_cli import engine
 from geomind_cli.engine import OutputSpec, RunSummary, Scene, run_scene
-from geomind_cli.engine.resume import is_complete, leftovers
+from geomind_cli.engine.resume import is_complete, leftovers, remove
 from geomind_cli.tasks.base import Task
 
 
@@ -43,7 +43,7 @@ def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool) 
         outputs = [spec for spec in outputs if not is_complete(spec, scene.grid)]
         for spec in outputs:
             for stale in leftovers(spec):
-                stale.unlink(missing_ok=True)
+                remove(stale)
     if not outputs:
         return None
     check_outputs(outputs, overwrite=overwrite)

@@ -1,0 +1,37 @@
+"""Resume: finished COG and Zarr outputs are recognised as complete on their own grid only; leftovers are found."""
+
+import numpy as np
+
+from engine_rasters import write_raster
+from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, run_scene
+from geomind_cli.engine.resume import is_complete, leftovers, remove
+from geomind_cli.models.modalities import MODALITIES
+
+BANDS = list(MODALITIES["S2L2A"].band_ids)
+
+
+def test_finished_cog_and_zarr_are_complete_on_their_grid_only(tmp_path):
+    data = np.random.default_rng(0).integers(1, 9000, (12, 100, 120)).astype(np.int16)
+    small = np.ones((12, 64, 64), np.int16)
+    specs = [OutputSpec("out", tmp_path / "out.tif", "continuous", ["B04"], "float32"),
+             OutputSpec("emb", tmp_path / "emb.zarr", "grid", ["B04"], "float16")]
+    with open_scene([SourceSpec([write_raster(tmp_path / "in.tif", data, descriptions=BANDS)])]) as scene:
+        grid = scene.grid
+        assert not any(is_complete(spec, grid) for spec in specs)  # nothing written yet
+
+        def tile_fn(batch):
+            red = batch.arrays["S2L2A"][:, 3:4]
+            return {"out": red, "emb": red[:, :, 8::16, 8::16]}
+
+        run_scene(scene, tile_fn, specs, progress=False)
+    assert all(is_complete(spec, grid) for spec in specs)
+    with open_scene([SourceSpec([write_raster(tmp_path / "other.tif", small, descriptions=BANDS)])]) as other:
+        assert not any(is_complete(spec, other.grid) for spec in specs)  # same names, another scene's grid
+    renamed = OutputSpec("something_else", tmp_path / "emb.zarr", "grid", ["B04"], "float16")
+    assert not is_complete(renamed, grid)
+
+    stale = tmp_path / ".emb.zarr.1234abcd.partial.zarr"  # what a killed run leaves behind
+    (stale / "embedding").mkdir(parents=True)
+    assert leftovers(specs[1]) == [stale]
+    remove(stale)
+    assert not stale.exists() and is_complete(specs[1], grid)
