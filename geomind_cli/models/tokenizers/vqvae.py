@@ -6,6 +6,8 @@ and the FSQ quantizer. Subclasses add a decoder and implement ``decode_tokens``.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -63,10 +65,19 @@ class Tokenizer(nn.Module):
             )
         return x.to(self.encoder.proj.weight.dtype)
 
+    # Token ids are decided by rounding the latent, so the encoder ignores autocast unless this is set (tests and
+    # benchmarks/bench_precision.py set it to measure what bf16 would do). Measured on the sample scenes: with a
+    # bf16 encoder 1-2% of the ids change even when every other step is right, and on CPUs with AMX, oneDNN's
+    # bf16 16x16/stride-16 patch convolution with an even number (>= 4) of input channels returns wrong values
+    # (torch 2.13), which changed 99% of the S2L2A ids. Tokenizing is I/O-bound, so float32 costs little.
+    autocast_encoder = False
+
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        """Image -> pre-quantization latent [B, 5, H/16, W/16] (float32 under autocast too)."""
-        h = self.encoder(self.prepare_input(x))
-        # Token ids are decided by rounding this latent: keep the projection in float32 for stable ids.
+        """Image -> pre-quantization latent [B, 5, H/16, W/16], float32 (see ``autocast_encoder``)."""
+        keep = contextlib.nullcontext() if self.autocast_encoder else torch.autocast(x.device.type, enabled=False)
+        with keep:
+            h = self.encoder(self.prepare_input(x))
+        # The 1x1 projection to the 5 latent channels stays float32 in any case: it decides the ids.
         with torch.autocast(device_type=h.device.type, enabled=False):
             return self.quant_proj(h.to(self.quant_proj.weight.dtype)).float()
 
