@@ -1,11 +1,19 @@
-"""The tile loop: prefetch batches, run the tile function, stitch, stream rows to the writers, summarise."""
+"""The tile loop: prefetch batches, run the tile function, stitch, stream rows to the writers, summarise.
+
+Three threads overlap: the prefetcher reads and cuts tiles ahead, the calling thread runs the tile function (the
+model), and one writer thread stitches results and streams final rows to the writers (compression included), so the
+model never waits for stitching or for GDAL. Both hand-offs are bounded queues, which bounds memory, and the writer
+thread takes batches strictly in order, so outputs are identical to a single-threaded run.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,11 +130,19 @@ class _Outputs:
                     spec.sidecar(what), name=what, grid=grid, count=count, dtype="float32", nodata=float("nan"),
                     descriptions=descriptions, overview_resampling="AVERAGE", tags={"GEOMIND_OUTPUT": spec.name})
 
-    def add(self, batch: TileBatch, results: dict):
+    def checked(self, batch: TileBatch, results: dict) -> dict[str, np.ndarray]:
+        """The tile function's arrays by output name, shapes checked (raises ValueError naming the output)."""
+        arrays = {}
         for spec in self.specs:
             if spec.name not in results:
                 raise ValueError(f"tile function returned no {spec.name!r} output (got {sorted(results)})")
-            array = _expected(spec, np.asarray(results[spec.name]), len(batch), self.plan.tile_size)
+            arrays[spec.name] = _expected(spec, np.asarray(results[spec.name]), len(batch), self.plan.tile_size)
+        return arrays
+
+    def add(self, batch: TileBatch, results: dict):
+        arrays = self.checked(batch, results)
+        for spec in self.specs:
+            array = arrays[spec.name]
             self.ensure(spec, array.shape[1])
             stitcher = self.stitchers[spec.name]
             for i in range(len(batch)):
@@ -155,14 +171,83 @@ class _Outputs:
             writer.abort()
 
 
+_END = object()
+
+
+class _WriteBehind:
+    """Stitch and write in one background thread, fed in batch order through a queue of ``depth`` items.
+
+    ``submit`` blocks while the queue is full, so at most ``depth`` batches of results wait (plus the one being
+    stitched): memory stays bounded whatever the scene size. An exception in the thread is re-raised by the next
+    ``submit`` or by ``close``; ``cancel`` stops the thread (after its current item) so the caller can abort.
+    """
+
+    def __init__(self, state: _Outputs, depth: int):
+        self.state = state
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="geomind-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        # GDAL configuration set by rasterio.Env is per thread: this thread streams with the same small cache.
+        with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES):
+            while not self.stopping.is_set():
+                try:
+                    item = self.queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                batch, arrays, next_tile_row = item
+                try:
+                    if batch is not None:
+                        self.state.add(batch, arrays)
+                    self.state.flush(next_tile_row)
+                except BaseException as error:  # re-raised in the calling thread
+                    self.error = error
+                    return
+
+    def _put(self, item):
+        while True:
+            if self.error is not None:
+                raise self.error
+            if not self.thread.is_alive():
+                raise RuntimeError("the output writer thread stopped unexpectedly")
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def submit(self, batch: TileBatch | None, arrays: dict | None, next_tile_row: int):
+        self._put((batch, arrays, next_tile_row))
+
+    def close(self):
+        """Wait until every submitted batch is written; re-raise the thread's error if it had one."""
+        self._put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def cancel(self):
+        """Stop without writing what is still queued; the writers may then be aborted safely."""
+        self.stopping.set()
+        self.thread.join(timeout=60)
+
+
 def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_size: int = 224,
               overlap: int = DEFAULT_OVERLAP, batch_size: int = 8, overwrite: bool = False, progress: bool = True,
               skip_nodata: bool = True, prefetch: int = 2, summary_path: Path | None = None,
-              valid_rule: str = "all", pin_memory: bool | None = None) -> RunSummary:
+              valid_rule: str = "all", pin_memory: bool | None = None, write_behind: int = 2) -> RunSummary:
     """Run ``tile_fn`` over every tile of ``scene`` and write ``outputs`` as COGs; see :class:`TileBatch`.
 
     ``tile_fn(batch) -> {output name: array}`` with continuous [B, C, T, T], classes [B, K, T, T] probabilities,
     grid [B, C, T/16, T/16]. Nothing is left at any output path if it raises (or on Ctrl-C).
+
+    ``write_behind``: batches of results that may wait for the writer thread (see :class:`_WriteBehind`); 0 stitches
+    and writes in the calling thread, between tile function calls.
     """
     if valid_rule not in ("all", "any"):
         raise ValueError(f"valid_rule must be 'all' or 'any', not {valid_rule!r}")
@@ -177,7 +262,7 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
     state = _Outputs(scene, outputs, plan, capacity)
     bar = _progress(progress, len(plan))
     processed = skipped = 0
-    prefetcher = None
+    prefetcher = writer = None
     with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES):
         try:
             for spec in outputs:
@@ -186,19 +271,31 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
             items = produce(scene, plan, batch_size=batch_size, skip_nodata=skip_nodata, valid_rule=valid_rule,
                             pin=want_pinned(pin_memory))
             prefetcher = Prefetcher(items, prefetch)
+            writer = _WriteBehind(state, write_behind) if write_behind > 0 else None
             for item in prefetcher:
+                arrays = None
                 if item.batch is not None:
-                    state.add(item.batch, tile_fn(item.batch))
+                    # Shapes are checked here, so a wrong tile function fails at its first batch.
+                    arrays = state.checked(item.batch, tile_fn(item.batch))
                     processed += len(item.batch)
                 skipped += item.skipped
-                state.flush(item.next_tile_row)
+                if writer is not None:
+                    writer.submit(item.batch, arrays, item.next_tile_row)
+                else:
+                    if arrays is not None:
+                        state.add(item.batch, arrays)
+                    state.flush(item.next_tile_row)
                 if bar is not None:
                     elapsed = time.perf_counter() - start
                     bar.update(0, completed=processed + skipped, rate=f"{processed / max(elapsed, 1e-9):.1f} tiles/s")
+            if writer is not None:
+                writer.close()
             paths = state.finish()
         except BaseException:
             if prefetcher is not None:
                 prefetcher.stop()
+            if writer is not None:
+                writer.cancel()
             state.abort()
             raise
         finally:

@@ -1,6 +1,7 @@
 """run_scene end to end on generated and real rasters: exactness, seams, nodata, grids, classes, COG, atomicity."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -265,3 +266,86 @@ def test_cog_metadata_scale_offset_and_summary(tmp_path):
     saved = json.loads(summary_path.read_text())
     assert saved["tiles"] == summary.tiles == 16 and saved["outputs"] == [str(out)]
     assert saved["seconds"] > 0 and saved["peak_rss_mb"] > 0
+
+
+# Stitching and writing run in a background thread (write_behind); these check its ordering and failure handling.
+
+
+def test_write_behind_gives_the_same_bytes_as_writing_in_the_calling_thread(tmp_path):
+    data = smooth_field(12, 517, 389).astype(np.int16)
+    threads = set()
+
+    def tile_fn(batch):
+        return {"out": batch.arrays["S2L2A"][:, :3] * 0.5, "grid": batch.arrays["S2L2A"][:, :2, ::16, ::16]}
+
+    import geomind_cli.engine.runner as runner
+
+    original = runner._Outputs.flush
+
+    def spy(self, next_tile_row):
+        threads.add(threading.current_thread().name)
+        return original(self, next_tile_row)
+
+    results = []
+    for depth in (0, 1, 3):
+        folder = tmp_path / f"depth{depth}"
+        folder.mkdir()
+        specs = [OutputSpec("out", folder / "out.tif", "continuous", BANDS[:3], "float32"),
+                 OutputSpec("grid", folder / "grid.tif", "grid", ["a", "b"], "float32")]
+        with _scene(folder, data) as scene:
+            runner._Outputs.flush = spy
+            try:
+                run_scene(scene, tile_fn, specs, progress=False, batch_size=2, write_behind=depth)
+            finally:
+                runner._Outputs.flush = original
+        results.append([(folder / name).read_bytes() for name in ("out.tif", "grid.tif")])
+    assert results[0] == results[1] == results[2]
+    assert "geomind-writer" in threads and threading.current_thread().name in threads
+
+
+def test_error_in_the_writer_thread_surfaces_and_leaves_no_output(tmp_path, monkeypatch):
+    from geomind_cli.engine.writer import RasterWriter
+
+    data = np.ones((12, 900, 700), np.int16)
+    where, calls = [], []
+    original = RasterWriter.write_rows
+
+    def failing_write(self, row0, rows):
+        where.append(threading.current_thread().name)
+        if len(where) == 2:
+            raise OSError("disk full")
+        return original(self, row0, rows)
+
+    def tile_fn(batch):
+        calls.append(1)
+        return _identity(batch)
+
+    monkeypatch.setattr(RasterWriter, "write_rows", failing_write)
+    out = tmp_path / "out.tif"
+    with _scene(tmp_path, data) as scene:
+        with pytest.raises(OSError, match="disk full"):
+            run_scene(scene, tile_fn, [OutputSpec("out", out, "continuous", BANDS, "float32")], progress=False,
+                      batch_size=2, write_behind=1)
+    assert where == ["geomind-writer"] * 2
+    assert len(calls) < len(plan_tiles(900, 700)) / 2  # the run stopped soon after, not at the end of the scene
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+    assert not any(t.name == "geomind-writer" and t.is_alive() for t in threading.enumerate())
+
+
+def test_interrupt_while_the_writer_thread_works_leaves_no_output(tmp_path):
+    data = np.ones((12, 700, 700), np.int16)
+    calls = []
+
+    def interrupted(batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return _identity(batch)
+
+    out = tmp_path / "out.tif"
+    with _scene(tmp_path, data) as scene:
+        with pytest.raises(KeyboardInterrupt):
+            run_scene(scene, interrupted, [OutputSpec("out", out, "continuous", BANDS, "float32")], progress=False,
+                      batch_size=2, write_behind=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+    assert not any(t.name == "geomind-writer" and t.is_alive() for t in threading.enumerate())
