@@ -1,9 +1,17 @@
 """Seams of generated mosaics, world against tile noise: overlap disagreement before blending and mosaic seam scores.
 
 Runs ``geomind generate`` (the generate task through the scene engine) to S1GRD, DEM and LULC on a real scene larger
-than one tile, once with ``--noise world`` and once with ``--noise tile``, records every tile's output before
-blending (geomind_cli.seams.TileRecorder) and measures (definitions in geomind_cli/seams.py):
+than one tile under three settings, records every tile's tokens and output before blending
+(geomind_cli.seams.TileRecorder) and measures (definitions in geomind_cli/seams.py):
 
+- ``world``: ``--noise world``, the default: world token keys and Gumbel-max token draws, world diffusion noise;
+- ``world-cdf``: world uniforms and inverse-CDF token draws (``GenerateOptions.token_sampling="cdf"``, the earlier
+  scheme, no CLI flag), world diffusion noise;
+- ``tile``: ``--noise tile``: every tile its own keys and diffusion noise, as other tools.
+
+Figures per output and setting:
+
+- tokens agree: the fraction of (tile pair, shared token position) whose generated tokens are equal;
 - disagreement: mean |a - b| of overlapping tiles inside their overlaps (dB, m), or for LULC the fraction of
   overlap pixels whose argmax class differs;
 - seam score of the final mosaic on the tile edges and on the overlap middles (1.0: no seam).
@@ -27,18 +35,24 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from itertools import combinations
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENE = ROOT / "samples" / "sen1floods11" / "Spain_7370579_S2Hand.tif"
 TARGETS = ("S1GRD", "DEM", "LULC")
+# setting name -> (GenerateOptions.noise, GenerateOptions.token_sampling)
+SETTINGS = {"world": ("world", "gumbel"), "world-cdf": ("world", "cdf"), "tile": ("tile", "gumbel")}
 
 
 @dataclass(frozen=True)
 class SeamRow:
-    """Figures of one output under one noise mode."""
+    """Figures of one output under one setting (a key of ``SETTINGS``)."""
 
     output: str
     noise: str
@@ -49,6 +63,60 @@ class SeamRow:
     seam_edges: float
     seam_middles: float
     seconds: float
+    tokens_agree: float = float("nan")
+    token_pairs: int = 0
+
+
+@dataclass
+class TokenRecorder:
+    """Keeps every tile's generated token grid by global patch position: ``tokens[name][(row, col)]`` lists ids.
+
+    Wraps a tile function (to learn the batch's tile origins) and, while active, the generation model's
+    ``generate_tokens`` (called once per batch by the generate task's tile function, in this process).
+    """
+
+    tile_fn: object
+    patch: int = 16
+    tokens: dict = field(default_factory=dict)
+    _origins: list = field(default_factory=list)
+
+    def __call__(self, batch):
+        self._origins = list(zip(batch.rows.tolist(), batch.cols.tolist()))
+        return self.tile_fn(batch)
+
+    def record(self, out: dict) -> None:
+        for name, grids in out.items():
+            store = self.tokens.setdefault(name, {})
+            for (row, col), grid in zip(self._origins, grids.cpu().numpy()):
+                for (i, j), token in np.ndenumerate(grid):
+                    store.setdefault((row + i * self.patch, col + j * self.patch), []).append(int(token))
+
+    @contextmanager
+    def watching(self, model_class):
+        real = model_class.generate_tokens
+
+        def generate_tokens(model, *args, **kwargs):
+            out = real(model, *args, **kwargs)
+            self.record(out)
+            return out
+
+        model_class.generate_tokens = generate_tokens
+        try:
+            yield self
+        finally:
+            model_class.generate_tokens = real
+
+
+def token_agreement(tokens: dict, *, height: int, width: int) -> tuple[float, int]:
+    """(fraction of equal pairs, pairs) over all pairs of tiles that generated a token at the same in-scene position."""
+    agree = pairs = 0
+    for (row, col), ids in tokens.items():
+        if row >= height or col >= width or len(ids) < 2:
+            continue
+        for a, b in combinations(ids, 2):
+            pairs += 1
+            agree += a == b
+    return (agree / pairs if pairs else float("nan")), pairs
 
 
 def place_random_checkpoints(hf_home: Path, size: str, targets, *, seed: int = 1) -> None:
@@ -97,15 +165,16 @@ def use_offline_cache(hf_home: Path) -> None:
 def measure(scene_path: Path, *, noise: str, out_dir: Path, size: str = "base", targets=TARGETS,
             timesteps: int = 50, overlap: int | None = None, batch_size: int = 4, seed: int = 0,
             device: str = "auto", tile_size: int = 224) -> list[SeamRow]:
-    """One generate run of ``scene_path`` with ``noise``; one :class:`SeamRow` per target.
+    """One generate run of ``scene_path`` under the setting ``noise`` (a key of ``SETTINGS``, or ``"world"`` /
+    ``"tile"``); one :class:`SeamRow` per target.
 
     As ``geomind generate`` (the generate task through the scene engine), except that the tile size may be changed
-    (small tiles keep CI runs cheap) and every tile's output is kept for the overlap measurement.
+    (small tiles keep CI runs cheap) and every tile's tokens and output are kept for the overlap measurement.
     """
-    import numpy as np
     import rasterio
 
     from geomind_cli.engine import DEFAULT_OVERLAP, plan_tiles, run_scene
+    from geomind_cli.models.generation import TerraMindGeneration
     from geomind_cli.models.modalities import MODALITIES
     from geomind_cli.seams import TileRecorder, overlap_disagreement, seam_score
     from geomind_cli.tasks.generate import GenerateOptions, generate_task
@@ -115,14 +184,18 @@ def measure(scene_path: Path, *, noise: str, out_dir: Path, size: str = "base", 
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
     scene = open_inputs([str(scene_path)])
     runtime = Runtime.resolve(device=device, precision="fp32", compile=False)
-    options = GenerateOptions(targets=tuple(targets), size=size, timesteps=timesteps, seed=seed, noise=noise)
+    mode, sampling = SETTINGS[noise]
+    options = GenerateOptions(targets=tuple(targets), size=size, timesteps=timesteps, seed=seed, noise=mode,
+                              token_sampling=sampling)
     task = generate_task(list(scene.band_counts), options, runtime, out_dir, f"{Path(scene_path).stem}_{noise}",
                          overwrite=True)
-    recorder = TileRecorder(task.tile_fn)
+    tokens = TokenRecorder(task.tile_fn)
+    recorder = TileRecorder(tokens)
     start = time.perf_counter()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    run_scene(scene, recorder, task.outputs, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-              overwrite=True, progress=False)
+    with tokens.watching(TerraMindGeneration):
+        run_scene(scene, recorder, task.outputs, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                  overwrite=True, progress=False)
     seconds = time.perf_counter() - start
     plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=tile_size, overlap=overlap)
     rows = []
@@ -138,20 +211,28 @@ def measure(scene_path: Path, *, noise: str, out_dir: Path, size: str = "base", 
         scores = [seam_score(mosaic[0] if categorical else mosaic, plan, categorical=categorical, lines=lines,
                              nodata=nodata) for lines in ("edges", "middles")]
         unit = "class changed" if categorical else MODALITIES[spec.name].unit
-        rows.append(SeamRow(spec.name, noise, unit, found.mean, found.pairs, found.samples, *scores, seconds))
+        agree, token_pairs = token_agreement(tokens.tokens.get(spec.name, {}), height=plan.height, width=plan.width)
+        rows.append(SeamRow(spec.name, noise, unit, found.mean, found.pairs, found.samples, *scores, seconds,
+                            agree, token_pairs))
     return rows
 
 
 def table(rows: list[SeamRow]) -> str:
-    lines = [f"{'output':<7} {'noise':<6} {'disagreement':>13} {'unit':<14} {'seam edges':>10} {'seam middles':>12}"]
+    lines = [f"{'output':<7} {'setting':<10} {'tokens agree':>12} {'disagreement':>13} {'unit':<14} "
+             f"{'seam edges':>10} {'seam middles':>12}"]
     for r in rows:
-        lines.append(f"{r.output:<7} {r.noise:<6} {r.disagreement:>13.4f} {r.unit:<14} {r.seam_edges:>10.3f} "
-                     f"{r.seam_middles:>12.3f}")
+        lines.append(f"{r.output:<7} {r.noise:<10} {r.tokens_agree:>12.3f} {r.disagreement:>13.4f} {r.unit:<14} "
+                     f"{r.seam_edges:>10.3f} {r.seam_middles:>12.3f}")
     by = {(r.output, r.noise): r for r in rows}
     for output in dict.fromkeys(r.output for r in rows):
-        world, tile = by.get((output, "world")), by.get((output, "tile"))
-        if world and tile and tile.disagreement > 0:
-            lines.append(f"{output}: world / tile disagreement = {world.disagreement / tile.disagreement:.3f}")
+        tile = by.get((output, "tile"))
+        for setting in ("world", "world-cdf"):
+            row = by.get((output, setting))
+            if row and tile and tile.disagreement > 0:
+                lines.append(f"{output}: {setting} / tile disagreement = {row.disagreement / tile.disagreement:.3f}")
+        world, cdf = by.get((output, "world")), by.get((output, "world-cdf"))
+        if world and cdf and cdf.disagreement > 0:
+            lines.append(f"{output}: world / world-cdf disagreement = {world.disagreement / cdf.disagreement:.3f}")
     return "\n".join(lines)
 
 
@@ -179,6 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="folder for the mosaics (default: a temporary one)")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                        help="what to compare (default: all three)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -189,7 +272,7 @@ def main(argv=None) -> int:
             place_random_checkpoints(hf_home, args.model, args.targets)
         out = args.out or Path(tmp) / "out"
         rows = []
-        for noise in ("world", "tile"):
+        for noise in args.settings:
             rows += measure(args.scene, noise=noise, out_dir=out, size=args.model, targets=args.targets,
                             timesteps=args.timesteps, overlap=args.overlap, batch_size=args.batch_size,
                             seed=args.seed, device=args.device, tile_size=args.tile_size)

@@ -123,7 +123,7 @@ def _gumbel_pick(logits: torch.Tensor, keys: torch.Tensor, temperature: float) -
     # below its row's best can never win: hash only the top ``kept`` entries of every row (the same ids, far less
     # work when the logits are peaked or top-k / top-p keep a small set, as with real weights).
     best = scaled.max(dim=-1, keepdim=True).values
-    kept = int((scaled >= best - _GUMBEL_SPAN).sum(dim=-1).max())
+    kept = max(1, int((scaled >= best - _GUMBEL_SPAN).sum(dim=-1).max()))  # 0 only for NaN rows: no crash
     if kept * 4 <= vocab:
         values, index = torch.topk(scaled, kept, dim=-1)
     else:
