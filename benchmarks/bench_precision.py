@@ -205,7 +205,7 @@ def check_generate(target: str, path: str, args, device, precisions) -> list[Row
     categorical = MODALITIES[target].categorical
     model = None
     tallies = {p: {"tokens": Tally(), "end_to_end": Tally(), "decoder_only": Tally()} for p in precisions}
-    tiles = 0
+    tiles, max_probs = 0, []
     for modality, batch in tile_batches(path, args.batch_size):
         if model is None:
             model = _generate_model(args.model, modality, target, args.timesteps, device)
@@ -227,8 +227,9 @@ def check_generate(target: str, path: str, args, device, precisions) -> list[Row
             value = out.argmax(dim=1) if categorical else out
             return tokens, value.cpu().numpy()
 
-        with _fp32_reference(device):
+        with _fp32_reference(device), _token_peaks() as peaks:
             ref_tokens, ref = run(torch.float32)
+        max_probs += peaks
         pmask = patch_valid(batch.valid)
         pix = batch.valid if categorical else np.broadcast_to(batch.valid[:, None], ref.shape)
         for name, dtype in precisions.items():
@@ -246,7 +247,8 @@ def check_generate(target: str, path: str, args, device, precisions) -> list[Row
         log(f"  {target} {Path(path).name}: {tiles} tiles")
     rows = []
     for name, t in tallies.items():
-        details = {"sampled_token_agreement": t["tokens"].agreement}
+        details = {"sampled_token_agreement": t["tokens"].agreement,
+                   "mean_max_token_prob": round(float(np.mean(max_probs)), 5) if max_probs else None}
         if categorical:
             value, target_value, metric = t["end_to_end"].agreement, TARGETS["lulc_argmax_agreement"], "argmax agreement"
             details["decoder_only_argmax_agreement"] = t["decoder_only"].agreement
@@ -260,6 +262,29 @@ def check_generate(target: str, path: str, args, device, precisions) -> list[Row
         rows.append(Row(f"generate_{target.lower()}", Path(path).name, name, metric, value, target_value, passed,
                         tiles, details))
     return rows
+
+
+@contextlib.contextmanager
+def _token_peaks():
+    """Record the mean largest token probability of each sampling call (float32 run): how peaked the token
+    distributions are, which decides how often a tiny logit change moves a sampled token (flat with random weights)."""
+    from geomind_cli.models import encdec
+
+    peaks: list[float] = []
+    original = getattr(encdec, "sample_tokens", None)
+    if original is None:  # the generation code moved: no diagnostic, same results
+        yield peaks
+        return
+
+    def recording(logits, **kwargs):
+        peaks.append(float(torch.softmax(logits.float(), dim=-1).amax(dim=-1).mean()))
+        return original(logits, **kwargs)
+
+    encdec.sample_tokens = recording
+    try:
+        yield peaks
+    finally:
+        encdec.sample_tokens = original
 
 
 def check_tokenize(path: str, args, device, precisions) -> list[Row]:
