@@ -79,8 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def random_hub(size: str, seed: int):
-    """A temporary offline Hugging Face cache with random official-layout weights for ``size`` and the tokenizers."""
+def random_hub(size: str | None, seed: int, tokenizers=TOKENIZED):
+    """A temporary offline Hugging Face cache with random official-layout weights: TerraMind ``size`` (None: not
+    needed) and the ``tokenizers`` of these modalities."""
     import huggingface_hub.constants as constants
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -97,8 +98,11 @@ def random_hub(size: str, seed: int):
     saved = (constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE)
     with tempfile.TemporaryDirectory(prefix="geomind-precision-hf-") as tmp:
         hub = HubCache(Path(tmp))
-        hub.place(*model_file(size), official_state_dict(size, seed=seed))
+        if size is not None:
+            hub.place(*model_file(size), official_state_dict(size, seed=seed))
         for i, name in enumerate(TOKENIZED):
+            if name not in tokenizers:
+                continue
             info = MODALITIES[name].tokenizer
             torch.manual_seed(seed * 100 + i)
             hub.place(info.repo_id, info.filename, build_tokenizer(info.name).state_dict())
@@ -382,9 +386,15 @@ def main(argv=None) -> int:
     geomind_log.setLevel(logging.ERROR)
     started = time.perf_counter()
     rows: list[Row] = []
-    weights = random_hub(args.model, args.seed) if args.weights == "random" else contextlib.nullcontext()
     generate_inputs = GENERATE_INPUTS[:1] if args.quick else GENERATE_INPUTS
     tokenize_inputs = TOKENIZE_INPUTS[:2] if args.quick else TOKENIZE_INPUTS
+    weights = contextlib.nullcontext()
+    if args.weights == "random":  # only the checkpoints these checks load (each tokenizer is ~0.5 GB on disk)
+        needed = {"generate_lulc": {"LULC"}, "generate_s1grd": {"S1GRD"},
+                  "tokenize": {"S2L2A", "DEM"} | (set() if args.quick else {"S1GRD"})}
+        tokenizers = set().union(*(needed[c] for c in args.checks))
+        generates = any(c.startswith("generate") for c in args.checks)
+        weights = random_hub(args.model if generates else None, args.seed, tokenizers)
     try:
         with warnings.catch_warnings(), weights:
             warnings.simplefilter("ignore")

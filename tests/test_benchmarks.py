@@ -52,7 +52,8 @@ def test_every_command_has_model_only_end_to_end_and_reference(result):
         assert e2e["tiles"] == 4 and e2e["batch"] == 4
         for key in ("wall_s", "read_s", "model_s", "stitch_write_s", "tiles_per_s", "km2_per_s", "peak_rss_mb"):
             assert e2e[key] > 0, key
-        assert e2e["model_s"] + e2e["stitch_write_s"] <= e2e["wall_s"] * 1.01
+        # Stitching and writing overlap the model (writer thread), so each part, not their sum, fits in the wall time.
+        assert e2e["model_s"] <= e2e["wall_s"] and e2e["stitch_write_s"] <= e2e["wall_s"]
         assert e2e["km2_per_s"] == pytest.approx(result["settings"]["scene_km2"] / e2e["wall_s"], rel=0.01)
         reference = row["reference"]["end_to_end"]
         assert reference["tiles"] >= 4 and reference["wall_s"] > 0 and reference["model_s"] > 0
@@ -101,3 +102,25 @@ def test_channels_last_unet_gives_the_same_prediction():
     t = torch.tensor([500.0])
     with torch.no_grad():
         torch.testing.assert_close(fast(x, t, cond), unet(x, t, cond), rtol=1e-4, atol=1e-5)
+
+
+def test_precision_benchmark_reports_exact_token_ids_under_bf16(tmp_path):
+    """benchmarks/bench_precision.py in its smallest form: tokenize the two 224 px chips, float32 vs bf16 autocast."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_precision
+
+        path = tmp_path / "precision.json"
+        code = bench_precision.main(["--weights", "random", "--quick", "--checks", "tokenize", "--json", str(path)])
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert code == 0
+    result = json.loads(path.read_text())
+    assert result["command"].startswith("python benchmarks/bench_precision.py") and result["machine"]["cores"] >= 1
+    assert result["settings"]["weights"] == "random" and any("RANDOM WEIGHTS" in n for n in result["notes"])
+    rows = result["results"]
+    assert [(r["check"], r["precision"]) for r in rows] == [("tokenize", "bf16")] * 2
+    assert {r["sample"].split("(")[-1] for r in rows} == {"S2L2A)", "DEM)"}
+    for row in rows:  # the tokenizer encoder ignores autocast, so the ids are exact
+        assert row["value"] == 1.0 and row["passed"] and row["tiles"] == 1
+        assert 0.0 <= row["details"]["encoder_under_autocast_agreement"] <= 1.0
