@@ -187,8 +187,9 @@ class _Draws:
 
     def at(self, pos: torch.Tensor) -> _Draws:
         """The draws of positions ``pos`` [B, M]."""
-        take = lambda t: None if t is None else torch.gather(t, 1, pos)  # noqa: E731
-        return _Draws(take(self.uniforms), take(self.keys))
+        uniforms = None if self.uniforms is None else torch.gather(self.uniforms, 1, pos)
+        keys = None if self.keys is None else torch.gather(self.keys, 1, pos)
+        return _Draws(uniforms, keys)
 
 
 def _draws(target: TargetSpec, batch: int, n: int, device, generator, token_uniforms, token_keys) -> _Draws:
