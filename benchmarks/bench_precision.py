@@ -10,8 +10,9 @@ the engine's own tile reader, over valid pixels:
 - ``generate_s1grd``: mean absolute difference of the generated S1GRD in dB (target <= 0.5 dB), ``--timesteps`` steps;
 - ``tokenize``: token-id agreement of the S2L2A, DEM and S1GRD tokenizers (target >= 99%).
 
-Generation is stochastic (temperature 1, top-p 0.8 as the CLI's defaults); the token uniforms and the diffusion
-starting noise come from the world noise field (geomind_cli.noise) exactly as ``geomind generate`` draws them, so
+Generation is stochastic (temperature 1, top-p 0.8 as the CLI's defaults); the token draws and the diffusion
+starting noise come from the world noise field (geomind_cli.noise) exactly as ``geomind generate`` draws them
+(Gumbel keys by default, ``--token-sampling cdf`` for uniforms and inverse CDF), so
 float32 and the low precision see the same randomness. To show where an error enters, the generation rows also give
 the agreement of the sampled tokens and the decoder-only figure (float32 tokens decoded under autocast).
 
@@ -67,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=["generate_lulc", "generate_s1grd", "tokenize"])
     parser.add_argument("--timesteps", type=int, default=10, help="diffusion steps for S1GRD (default 10)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--token-sampling", choices=("gumbel", "cdf"), default="gumbel",
+                        help="token draws as `geomind generate` makes them (default gumbel keys; cdf: uniforms)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="224 px samples only (skip the 512 px Sen1Floods11 chip)")
     parser.add_argument("--json", type=Path, default=None)
@@ -204,7 +207,7 @@ def _generate_model(size: str, modality: str, target: str, timesteps: int, devic
 def check_generate(target: str, path: str, args, device, precisions) -> list[Row]:
     """Generate ``target`` from the optical sample at ``path``; float32 vs each precision, tile by tile."""
     from geomind_cli.models.modalities import MODALITIES
-    from geomind_cli.noise import tile_gaussian, tile_token_uniforms
+    from geomind_cli.noise import tile_gaussian, tile_token_keys, tile_token_uniforms
 
     categorical = MODALITIES[target].categorical
     model = None
@@ -216,7 +219,9 @@ def check_generate(target: str, path: str, args, device, precisions) -> list[Row
         size = batch.arrays[modality].shape[-1]
         origins = list(zip(batch.rows.tolist(), batch.cols.tolist()))
         # The same streams as tasks/generate.py with noise="world".
-        uniforms = {target: torch.from_numpy(tile_token_uniforms(args.seed, f"tokens/{target}", origins, size)).to(device)}
+        draw = tile_token_keys if args.token_sampling == "gumbel" else tile_token_uniforms
+        draws = {target: torch.from_numpy(draw(args.seed, f"tokens/{target}", origins, size)).to(device)}
+        draws_kwarg = {"token_keys" if args.token_sampling == "gumbel" else "token_uniforms": draws}
         noise = {}
         if not categorical:
             noise[target] = torch.from_numpy(tile_gaussian(args.seed, f"diffusion/{target}", origins, size,
@@ -226,7 +231,7 @@ def check_generate(target: str, path: str, args, device, precisions) -> list[Row
         def run(dtype, tokens=None):
             with torch.inference_mode(), _autocast(device, dtype):
                 if tokens is None:
-                    tokens = model.generate_tokens(x, token_uniforms=uniforms)
+                    tokens = model.generate_tokens(x, **draws_kwarg)
                 out = model.decode(tokens, diffusion_noise=noise)[target].float()
             value = out.argmax(dim=1) if categorical else out
             return tokens, value.cpu().numpy()
@@ -420,7 +425,7 @@ def main(argv=None) -> int:
         "settings": {"model": args.model, "weights": args.weights, "device": str(device),
                      "precisions": list(precisions), "timesteps": args.timesteps, "seed": args.seed,
                      "batch_size": args.batch_size, "tile_size": 224, "overlap": 64,
-                     "sampling": "temperature 1, top-p 0.8, world noise"},
+                     "sampling": f"temperature 1, top-p 0.8, world noise, {args.token_sampling} token draws"},
         "targets": TARGETS,
         "notes": ["per tile over valid pixels (patches for tokens); overlapping tiles count once each",
                   "the model stays float32, only the forward runs under torch.autocast (as the CLI)"]
