@@ -26,6 +26,7 @@ from geomind_cli.engine.grid import Grid
 from geomind_cli.errors import OutputError
 
 BLOCK = 256
+COG_BLOCK = 512
 COG_CACHE_BYTES = 128 * 2**20  # GDAL block cache while building the COG and its overviews
 
 
@@ -94,6 +95,9 @@ class RasterWriter:
         self.overview_resampling = overview_resampling
         self.nbits = {"NBITS": 16} if self.dtype == np.float16 else {}
         block = min(BLOCK, 16 * -(-max(grid.width, grid.height) // 16))
+        # COG blocks no larger than the raster: a 512 px block around a small many-band grid (an embedding of a
+        # small scene) costs more to build than the whole run.
+        self.cog_block = min(COG_BLOCK, 16 * -(-max(grid.width, grid.height) // 16))
         stored = "float32" if self.nbits else self.dtype.name
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=stored,
                        crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True, blockxsize=block,
@@ -128,7 +132,7 @@ class RasterWriter:
         self.dataset.close()
         with rasterio.Env(GDAL_CACHEMAX=COG_CACHE_BYTES):
             rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
-                                 BLOCKSIZE=512, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
+                                 BLOCKSIZE=self.cog_block, OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
                                  NUM_THREADS="ALL_CPUS", **self.nbits)
         self.partial.unlink(missing_ok=True)
 
