@@ -174,3 +174,24 @@ _T0 = time.perf_counter()
 
 def log(message: str) -> None:
     print(f"{time.perf_counter() - _T0:7.1f}s {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def random_weights_cache(size: str | None, tokenizers=(), *, seed: int = 1, folder=None):
+    """An offline Hugging Face cache holding random official-layout checkpoints (TerraMind ``size``, None for none,
+    and the tokenizers of the named modalities), active in this process and inherited by the processes it starts
+    (Dask workers), in ``folder`` or a temporary folder. For timing and numerics only: the weights are random."""
+    import tempfile
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    sys.path.insert(0, tests)
+    try:
+        from hub_cache import HubCache
+    finally:
+        sys.path.remove(tests)
+    with tempfile.TemporaryDirectory(prefix="geomind-hf-") as tmp:
+        hub = HubCache(Path(folder) if folder is not None else Path(tmp))
+        hub.place_random_official(size, tokenizers, seed=seed)
+        with hub.active():
+            yield hub

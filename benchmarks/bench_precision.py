@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -43,7 +41,7 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench_common import log, machine, versions  # noqa: E402
+from bench_common import log, machine, random_weights_cache, versions  # noqa: E402
 
 SAMPLES = ROOT / "samples"
 TERRAMIND = SAMPLES / "terramind" / "282D_485L_3_3"
@@ -81,45 +79,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------- weights
 
 
-@contextlib.contextmanager
 def random_hub(size: str | None, seed: int, tokenizers=TOKENIZED):
-    """A temporary offline Hugging Face cache with random official-layout weights: TerraMind ``size`` (None: not
-    needed) and the ``tokenizers`` of these modalities."""
-    import huggingface_hub.constants as constants
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from hub_cache import HubCache
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
-    from geomind_cli.models import official_state_dict
-    from geomind_cli.models.modalities import MODALITIES
-    from geomind_cli.models.tokenizers import build_tokenizer
-    from geomind_cli.models.weights import model_file
-
-    saved_env = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
-    saved = (constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE)
-    with tempfile.TemporaryDirectory(prefix="geomind-precision-hf-") as tmp:
-        hub = HubCache(Path(tmp))
-        if size is not None:
-            hub.place(*model_file(size), official_state_dict(size, seed=seed))
-        for i, name in enumerate(TOKENIZED):
-            if name not in tokenizers:
-                continue
-            info = MODALITIES[name].tokenizer
-            torch.manual_seed(seed * 100 + i)
-            hub.place(info.repo_id, info.filename, build_tokenizer(info.name).state_dict())
-        os.environ.update(HF_HOME=str(hub.home), HF_HUB_CACHE=str(hub.hub), HF_HUB_OFFLINE="1")
-        constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = str(hub.hub), True
-        try:
-            yield hub
-        finally:
-            constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = saved
-            for key, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    """Random official-layout weights (TerraMind ``size``, None: not needed, and these modalities' tokenizers) in a
+    temporary offline Hugging Face cache."""
+    return random_weights_cache(size, [name for name in TOKENIZED if name in tokenizers], seed=seed)
 
 
 # ---------------------------------------------------------------- tiles

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import random_weights_cache  # noqa: E402
+
 
 def _machine() -> dict:
     import torch
@@ -47,20 +50,6 @@ def _scene(folder: Path, size: int) -> Path:
     return path
 
 
-def _hub(folder: Path) -> None:
-    """Random S1GRD tokenizer weights in an offline HF cache (set in os.environ, so workers inherit it)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from hub_cache import HubCache
-
-    from geomind_cli.models.modalities import MODALITIES
-    from geomind_cli.models.tokenizers import build_tokenizer
-
-    hub = HubCache(folder / "hf")
-    info = MODALITIES["S1GRD"].tokenizer
-    hub.place(info.repo_id, info.filename, build_tokenizer(info.name).state_dict())
-    os.environ.update(HF_HOME=str(hub.home), HF_HUB_CACHE=str(hub.hub), HF_HUB_OFFLINE="1")
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -70,9 +59,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scaling.json")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, random_weights_cache(None, ["S1GRD"]):  # workers inherit it
         tmp = Path(tmp)
-        _hub(tmp)
         from geomind_cli.engine.cluster import local_cluster
         from geomind_cli.tasks.inputs import open_inputs
         from geomind_cli.tasks.run import run_task

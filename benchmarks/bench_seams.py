@@ -28,6 +28,7 @@ with the command, the machine and the date.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,6 +45,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import random_weights_cache  # noqa: E402
 DEFAULT_SCENE = ROOT / "samples" / "sen1floods11" / "Spain_7370579_S2Hand.tif"
 TARGETS = ("S1GRD", "DEM", "LULC")
 # setting name -> (GenerateOptions.noise, GenerateOptions.token_sampling)
@@ -117,49 +120,6 @@ def token_agreement(tokens: dict, *, height: int, width: int) -> tuple[float, in
             pairs += 1
             agree += a == b
     return (agree / pairs if pairs else float("nan")), pairs
-
-
-def place_random_checkpoints(hf_home: Path, size: str, targets, *, seed: int = 1) -> None:
-    """Random official-layout checkpoints of TerraMind ``size`` and the ``targets``' tokenizers under ``hf_home``,
-    laid out as huggingface_hub's cache (``hub/models--org--name/snapshots/<commit>/<file>``), as the CLI tests do."""
-    import hashlib
-
-    import torch
-
-    from geomind_cli.models import official_state_dict
-    from geomind_cli.models.modalities import MODALITIES
-    from geomind_cli.models.tokenizers import build_tokenizer
-    from geomind_cli.models.weights import model_file
-
-    files = [(*model_file(size), lambda: official_state_dict(size, seed=seed))]
-    for name in targets:
-        info = MODALITIES[name].tokenizer
-
-        def tokenizer_state(info=info, name=name):
-            torch.manual_seed(len(name))
-            return build_tokenizer(info.name).state_dict()
-
-        files.append((info.repo_id, info.filename, tokenizer_state))
-    for repo_id, filename, make in files:
-        repo_dir = Path(hf_home) / "hub" / ("models--" + repo_id.replace("/", "--"))
-        commit = hashlib.sha1(repo_id.encode()).hexdigest()
-        target = repo_dir / "snapshots" / commit / filename
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(make(), target)
-        (repo_dir / "refs").mkdir(exist_ok=True)
-        (repo_dir / "refs" / "main").write_text(commit)
-
-
-def use_offline_cache(hf_home: Path) -> None:
-    """Point huggingface_hub at ``hf_home``, offline (also when it is already imported)."""
-    os.environ.update(HF_HOME=str(hf_home), HF_HUB_CACHE=str(Path(hf_home) / "hub"), HF_HUB_OFFLINE="1")
-    if "huggingface_hub" in sys.modules:
-        import huggingface_hub.constants as constants
-
-        constants.HF_HUB_CACHE = str(Path(hf_home) / "hub")
-        constants.HF_HUB_OFFLINE = True
 
 
 def measure(scene_path: Path, *, noise: str, out_dir: Path, size: str = "base", targets=TARGETS,
@@ -265,11 +225,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="geomind-seams-") as tmp:
-        if args.weights == "random":
-            hf_home = args.hf_home or Path(tmp) / "hf-home"
-            use_offline_cache(hf_home)
-            place_random_checkpoints(hf_home, args.model, args.targets)
+    weights = contextlib.nullcontext()
+    if args.weights == "random":
+        weights = random_weights_cache(args.model, args.targets, folder=args.hf_home)
+    with tempfile.TemporaryDirectory(prefix="geomind-seams-") as tmp, weights:
         out = args.out or Path(tmp) / "out"
         rows = []
         for noise in args.settings:

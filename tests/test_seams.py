@@ -17,6 +17,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geomind_cli.engine import TileBatch, plan_tiles
+from hub_cache import HubCache
 from geomind_cli.seams import TileOutput, TileRecorder, overlap_disagreement, seam_lines, seam_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,18 +113,10 @@ def test_overlap_disagreement_of_classes_compares_argmax():
 @pytest.fixture(scope="module")
 def offline_models(tmp_path_factory):
     """Random official-layout checkpoints (TerraMind tiny, DEM tokenizer) in an offline cache for this module."""
-    import huggingface_hub.constants as constants
-
-    bench = _bench()
-    home = tmp_path_factory.mktemp("hf-home")
-    bench.place_random_checkpoints(home, "tiny", ["DEM"])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HOME", str(home))
-        mp.setenv("HF_HUB_CACHE", str(home / "hub"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-        mp.setattr(constants, "HF_HUB_OFFLINE", True)
-        yield bench
+    hub = HubCache(tmp_path_factory.mktemp("hf-home"))
+    hub.place_random_official("tiny", ["DEM"])
+    with hub.active():
+        yield _bench()
 
 
 @pytest.fixture(scope="module")
