@@ -44,7 +44,7 @@ def generate(
     """
     from geomind_cli.errors import InputError
     from geomind_cli.tasks.generate import GenerateOptions, generate_task
-    from geomind_cli.tasks.inputs import group_scenes, open_inputs, split_targets
+    from geomind_cli.tasks.inputs import group_scenes, names_modality, open_inputs, split_targets
     from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime
 
@@ -59,7 +59,9 @@ def generate(
 
     def items():
         for group in groups:
-            scene = open_inputs(group.sources, from_ if not batch else None if ":" in group.sources[0][2:] else from_)
+            # In batch mode --from names the modality of every scene, unless an input names its own.
+            explicit = batch and names_modality(group.sources[0])
+            scene = open_inputs(group.sources, None if explicit else from_)
             task = generate_task(list(scene.band_counts), opts, runtime, output_dir, group.stem,
                                  overwrite=overwrite or resume or batch)
             yield scene, task

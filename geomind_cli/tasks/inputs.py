@@ -55,6 +55,11 @@ class SceneInputs:
     stem: str
 
 
+def names_modality(text: str) -> bool:
+    """True when an input argument names its modality (``FILE:MODALITY``)."""
+    return SourceSpec.parse(text).modality is not None
+
+
 def _modality_of(text: str) -> str | None:
     spec = SourceSpec.parse(text)
     if spec.modality is not None:
@@ -75,7 +80,8 @@ def group_scenes(args: list[str], *, modality: str | None = None, each: bool | N
     if not args:
         raise InputError("no input scene given")
     if each is None:
-        names = [_modality_of(a) if modality is None or ":" in a[2:] else get_modality(modality).name for a in args]
+        names = [_modality_of(a) if modality is None or names_modality(a) else get_modality(modality).name
+                 for a in args]
         each = len(args) > 1 and names[0] is not None and len(set(names)) == 1
     if not each:
         return [SceneInputs(list(args), output_stem(args))]
