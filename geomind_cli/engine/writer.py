@@ -95,9 +95,9 @@ class RasterWriter:
         self.overview_resampling = overview_resampling
         self.nbits = {"NBITS": 16} if self.dtype == np.float16 else {}
         block = min(BLOCK, 16 * -(-max(grid.width, grid.height) // 16))
-        # COG blocks no larger than the raster: a 512 px block around a small many-band grid (an embedding of a
-        # small scene) costs more to build than the whole run.
-        self.cog_block = min(COG_BLOCK, 16 * -(-max(grid.width, grid.height) // 16))
+        # COG blocks (a power of two) no larger than needed: a 512 px block around a small many-band grid (an
+        # embedding of a small scene) costs more to build than the whole run.
+        self.cog_block = min(COG_BLOCK, max(16, 1 << (max(grid.width, grid.height) - 1).bit_length()))
         stored = "float32" if self.nbits else self.dtype.name
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=stored,
                        crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True, blockxsize=block,
