@@ -91,13 +91,6 @@ class Runtime:
                 unet.compile(dynamic=False, mode=mode)
         return module
 
-    def maybe_compile(self, fn):
-        """torch.compile a hot module or function when asked; static batch shapes keep it to one compilation."""
-        if not self.compile:
-            return fn
-        configure_compile_cache()
-        return torch.compile(fn, dynamic=False)
-
 
 def _hot_regions(module: torch.nn.Module) -> tuple[list, list]:
     """(diffusion UNets, transformer blocks) inside ``module``: where nearly all of its FLOPs are."""

@@ -65,7 +65,7 @@ class FinetuneHandle:
             from geomind_cli.models.finetune import load_finetuned
 
             model, _ = load_finetuned(self.config, self.checkpoint, tim=list(self.tim))
-            model = self.runtime.maybe_compile(self.runtime.prepare(model))
+            model = self.runtime.prepare(model)  # compiles the backbone's blocks when asked, like every model
             _MODELS[self.key()] = model
         return model
 
