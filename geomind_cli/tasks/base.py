@@ -39,16 +39,30 @@ class ModelHandle:
         return repr((self.name, self.runtime, self.kwargs))
 
     def __call__(self) -> torch.nn.Module:
-        model = _MODELS.get(self.key())
-        if model is None:
+        def build_now():
             from geomind_cli.models import build_model
 
-            model = self.runtime.prepare(build_model(self.name, **self.runtime.model_kwargs(), **dict(self.kwargs)))
-            _MODELS[self.key()] = model
-        return model
+            return self.runtime.prepare(build_model(self.name, **self.runtime.model_kwargs(), **dict(self.kwargs)))
+
+        return cached_model(self.key(), build_now)
 
 
 _MODELS: dict[str, torch.nn.Module] = {}
+
+
+def cached_model(key: str, build_now: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """The process's model for ``key``, built by ``build_now`` on first use."""
+    model = _MODELS.get(key)
+    if model is None:
+        model = _MODELS[key] = build_now()
+    return model
+
+
+def release_models() -> None:
+    """Drop this process's models (and their GPU memory): a client whose workers hold the replicas keeps none."""
+    _MODELS.clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def model_handle(name: str, runtime: Runtime, **kwargs) -> ModelHandle:

@@ -21,7 +21,7 @@ from pathlib import Path
 from geomind_cli import engine
 from geomind_cli.engine import OutputSpec, RunSummary, Scene, run_scene
 from geomind_cli.engine.resume import is_complete, leftovers, remove
-from geomind_cli.tasks.base import Task
+from geomind_cli.tasks.base import Task, release_models
 
 
 def check_outputs(outputs: list[OutputSpec], *, overwrite: bool) -> None:
@@ -108,6 +108,7 @@ def run_task(scene: Scene, task: Task, *, batch_size: int = 8, overlap: int | No
     else:
         from geomind_cli.engine.distributed import run_scene_distributed
 
+        release_models()  # built here only to check the weights early; the workers hold the replicas
         summary = run_scene_distributed(scene, todo.tile_fn, todo.outputs, client=client, progress=not quiet,
                                         summary_path=summary_path, rows_per_block=rows_per_block, **options)
     return _finish(todo, summary, quiet=quiet, preview=preview)

@@ -21,7 +21,7 @@ from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import InputError, ModalityError
 from geomind_cli.models.finetune.config import FinetuneConfig
 from geomind_cli.noise import tile_token_keys
-from geomind_cli.tasks.base import Task, to_numpy, to_tensors
+from geomind_cli.tasks.base import Task, cached_model, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 
@@ -60,17 +60,15 @@ class FinetuneHandle:
         return cfg
 
     def __call__(self) -> torch.nn.Module:
-        model = _MODELS.get(self.key())
-        if model is None:
+        def build_now():
             from geomind_cli.models.finetune import load_finetuned
 
             model, _ = load_finetuned(self.config, self.checkpoint, tim=list(self.tim))
-            model = self.runtime.prepare(model)  # compiles the backbone's blocks when asked, like every model
-            _MODELS[self.key()] = model
-        return model
+            return self.runtime.prepare(model)  # compiles the backbone's blocks when asked, like every model
+
+        return cached_model(f"finetune:{self.key()}", build_now)
 
 
-_MODELS: dict[str, torch.nn.Module] = {}
 _SETTINGS: dict[str, FinetuneConfig] = {}
 
 
