@@ -21,7 +21,7 @@ from geomind_cli.tasks.base import Task, to_numpy
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 from geomind_cli.tasks.segment import (SegmentOptions, check_inputs, class_dtype, class_names, class_palette,
-                                       finetune_handle, model_inputs, tim_kwargs)
+                                       finetune_handle, run_finetuned)
 
 CELL = 16
 
@@ -58,13 +58,8 @@ def classify_task(inputs: list[str], config: str | Path | None, checkpoint: str 
     handle()  # build now: a bad checkpoint fails before any tile is read
 
     def tile_fn(batch: TileBatch) -> dict[str, np.ndarray]:
-        model = handle()
-        x = model_inputs(cfg, batch.arrays, runtime)
-        size = next(iter(x.values())).shape[-1]
-        kwargs = tim_kwargs(cfg, model, batch, size, options.seed, runtime.device)
-        with torch.inference_mode(), runtime.autocast():
-            probs = torch.softmax(model(x, **kwargs).float(), dim=1)  # [B, K]
-        cells = size // CELL
+        probs = torch.softmax(run_finetuned(handle, cfg, batch, options.seed, runtime), dim=1)  # [B, K]
+        cells = next(iter(batch.arrays.values())).shape[-1] // CELL
         grid = probs[:, :, None, None].expand(-1, -1, cells, cells)
         result = {"classes": to_numpy(probs.argmax(dim=1)[:, None, None, None].expand(-1, 1, cells, cells))}
         if options.probabilities:

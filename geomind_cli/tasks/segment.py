@@ -113,6 +113,17 @@ def model_inputs(cfg: FinetuneConfig, arrays: dict[str, np.ndarray], runtime: Ru
     return out
 
 
+def run_finetuned(handle: FinetuneHandle, cfg: FinetuneConfig, batch: TileBatch, seed: int,
+                  runtime: Runtime) -> torch.Tensor:
+    """The fine-tuned network on a batch of scene tiles, float32 outputs: [B, K, T, T] per pixel, [B, K] per tile."""
+    model = handle()
+    x = model_inputs(cfg, batch.arrays, runtime)
+    size = next(iter(x.values())).shape[-1]
+    kwargs = tim_kwargs(cfg, model, batch, size, seed, runtime.device)
+    with torch.inference_mode(), runtime.autocast():
+        return model(x, **kwargs).float()
+
+
 def tim_kwargs(cfg: FinetuneConfig, model: torch.nn.Module, batch: TileBatch, size: int, seed: int,
                device: torch.device) -> dict:
     """World token keys for TiM token sampling (Gumbel-max; none when the backbone has no TiM or samples greedily)."""
@@ -171,12 +182,7 @@ def segment_task(inputs: list[str], config: str | Path | None, checkpoint: str |
     name = outputs[0].name
 
     def tile_fn(batch: TileBatch) -> dict[str, np.ndarray]:
-        model = handle()
-        x = model_inputs(cfg, batch.arrays, runtime)
-        size = next(iter(x.values())).shape[-1]
-        kwargs = tim_kwargs(cfg, model, batch, size, options.seed, runtime.device)
-        with torch.inference_mode(), runtime.autocast():
-            y = model(x, **kwargs).float()
+        y = run_finetuned(handle, cfg, batch, options.seed, runtime)
         return {name: to_numpy(torch.softmax(y, dim=1) if cfg.task == "segmentation" else y)}
 
     return Task(outputs=outputs, tile_fn=tile_fn,

@@ -224,13 +224,14 @@ def test_task_travels_to_workers(models):
     import cloudpickle
 
     from geomind_cli.tasks import segment as seg
+    from geomind_cli.tasks.base import release_models
     from geomind_cli.tasks.runtime import Runtime
 
     config, ckpt = models["plain"]
     handle = seg.FinetuneHandle(str(config), str(ckpt), Runtime.resolve(device="cpu"))
     first = handle()
     copy = cloudpickle.loads(cloudpickle.dumps(handle))
-    seg._MODELS.clear()
+    release_models()  # as a fresh worker process: nothing cached
     rebuilt = copy()
     assert rebuilt is not first and copy() is rebuilt
     for (k, a), b in zip(first.state_dict().items(), rebuilt.state_dict().values()):
