@@ -1,14 +1,13 @@
 """The benchmarked commands: for each, geomind's model and task, and the reference's model and forward.
 
 Every model has random weights (timing only). Model-only calls take standardized device tensors; the tasks read the
-scene in physical units and standardize themselves, as the CLI does. ``segment`` uses geomind's segment task when
-it offers a benchmark hook (see ``segment_task_available``), otherwise a stand-in: the TerraMind backbone plus a small UNet-like convolutional head (the same head
-class on both sides).
+scene in physical units and standardize themselves, as the CLI does. ``segment`` is a stand-in: geomind's segment
+task needs a fine-tuning config and checkpoint, which a timing run does not have, so both sides run the TerraMind
+backbone plus the same small UNet-like convolutional head.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,16 +48,6 @@ def commands(*, steps: tuple[int, ...]) -> dict[str, Command]:
                                              reference_output=ReferenceOutput("continuous"))
     out["segment"] = Command("segment", "segment", "S2L2A", reference_output=ReferenceOutput("classes"))
     return out
-
-
-def segment_task_available() -> bool:
-    """True when geomind's segment task offers a random-weights benchmark hook, ``benchmark_task(runtime, size,
-    out_dir)``. Its ``segment_task`` needs a fine-tuning config and checkpoint, which a timing run does not have."""
-    if importlib.util.find_spec("geomind_cli.tasks.segment") is None:
-        return False
-    from geomind_cli.tasks import segment
-
-    return hasattr(segment, "benchmark_task")
 
 
 class ConvHead(nn.Module):
@@ -138,12 +127,8 @@ def our_model(cmd: Command, runtime, size: str) -> Ours:
 
 def our_task(cmd: Command, runtime, size: str, out_dir: Path):
     """The geomind Task the CLI would run for this command (TiM and the segment stand-in: built here alike)."""
+    from geomind_cli.models.normalize import standardize
     from geomind_cli.tasks.base import Task, build, model_name, to_numpy, to_tensors
-
-    try:
-        from geomind_cli.models.normalize import standardize
-    except ImportError:  # before the normalize module existed
-        from geomind_cli.tasks.base import standardize
 
     if cmd.kind == "embed":
         from geomind_cli.tasks.embed import EmbedOptions, embed_task
@@ -158,9 +143,6 @@ def our_task(cmd: Command, runtime, size: str, out_dir: Path):
 
         options = GenerateOptions(targets=(cmd.target,), size=size, timesteps=cmd.timesteps or 50)
         return generate_task(["S2L2A"], options, runtime, out_dir, "scene", overwrite=True)
-    if cmd.kind == "segment" and segment_task_available():
-        return _segment_task(runtime, size, out_dir)
-
     from geomind_cli.engine import OutputSpec
 
     if cmd.kind == "tim":
@@ -168,7 +150,7 @@ def our_task(cmd: Command, runtime, size: str, out_dir: Path):
         head = None
         dim = model.out_channels[-1]
         spec = OutputSpec("embedding", out_dir / "tim.tif", "grid", [f"feature_{i}" for i in range(dim)], "float32",
-                          nodata=float("nan"), scale=PATCH)
+                          nodata=float("nan"))
     else:
         model = build(model_name(size), runtime, modalities=["S2L2A"])
         head = runtime.prepare(ConvHead(model.out_channels[-1]))
@@ -184,20 +166,6 @@ def our_task(cmd: Command, runtime, size: str, out_dir: Path):
             return {spec.name: to_numpy(torch.softmax(head(grid).float(), dim=1))}
 
     return Task(outputs=[spec], tile_fn=tile_fn, description=cmd.name)
-
-
-def release_task_models() -> None:
-    """Drop the models the tasks keep for reuse (a process-wide cache in tasks.base), so memory is freed."""
-    from geomind_cli.tasks import base
-
-    getattr(base, "_MODELS", {}).clear()
-
-
-def _segment_task(runtime, size: str, out_dir: Path):
-    """geomind's own segment task, when a colleague's geomind_cli/tasks/segment.py provides one."""
-    from geomind_cli.tasks import segment
-
-    return segment.benchmark_task(runtime, size, out_dir)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- reference

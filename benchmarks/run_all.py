@@ -88,16 +88,17 @@ def _flops_per_tile(make_call) -> int:
 
 
 def bench_command(cmd, args, runtime, files, out_dir: Path) -> dict:
-    from bench_cases import our_model, our_task, reference_model, release_task_models, segment_task_available
+    from bench_cases import our_model, our_task, reference_model
     from bench_reference import reference_end_to_end
     from bench_scene import geomind_end_to_end
 
     from geomind_cli.models.modalities import statistics
+    from geomind_cli.tasks.base import release_models
 
     device = runtime.device
     row: dict = {"command": cmd.name}
     if cmd.kind == "segment":
-        row["segment"] = "geomind task" if segment_task_available() else "stand-in: backbone + conv head"
+        row["segment"] = "stand-in: backbone + conv head"
     log(f"[{cmd.name}] geomind model-only")
     ours = our_model(cmd, runtime, args.model)
     flops = _flops_per_tile(ours.call)
@@ -117,7 +118,7 @@ def bench_command(cmd, args, runtime, files, out_dir: Path) -> dict:
     row["end_to_end"] = {"batch": batch, **e2e.to_dict(),
                          "vs_read_alone": round(e2e.tiles_per_s / e2e.read_tiles_per_s, 3)}
     del task
-    release_task_models()
+    release_models()
     free_memory(device)
 
     if args.reference:
