@@ -19,7 +19,7 @@ from geomind_cli.models.tokenizers.ddim import ddim_step
 from geomind_cli.models.tokenizers.vit import sincos_pos_emb
 from reference import load_reference
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.usefixtures("two_threads")]
 
 DECODED = {"terramind_v1_tokenizer_s2l2a", "terramind_v1_tokenizer_dem", "terramind_v1_tokenizer_lulc"}
 
@@ -70,12 +70,6 @@ def reference_builders():
     return load_reference()[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _relative(ours: torch.Tensor, ref: torch.Tensor) -> float:
