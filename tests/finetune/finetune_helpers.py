@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import numpy as np
+import rasterio
 import torch
 import yaml
 
@@ -105,3 +108,23 @@ def recorded_hparams(config: dict, *, cli: bool, data: bool) -> dict:
         out["datamodule_hyper_parameters"] = ({"_class_path": section["class_path"], **section["init_args"]}
                                               if cli else dict(section["init_args"]))
     return out
+
+
+def run_main(capsys, monkeypatch, *args) -> tuple[int, str]:
+    from geomind_cli.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["geomind", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    return code, capsys.readouterr().err
+
+
+def read(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as src:
+        return src.read(), {"crs": src.crs, "transform": src.transform, "shape": (src.height, src.width),
+                            "dtype": src.dtypes[0], "nodata": src.nodata, "tags": src.tags(),
+                            "colormap": src.colormap(1) if src.dtypes[0] == "uint8" else None,
+                            "descriptions": src.descriptions}

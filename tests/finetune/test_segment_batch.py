@@ -8,14 +8,14 @@ fine-tunes are tiny random-weight S1GRD models whose checkpoints record their se
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import torch
-from finetune_helpers import NECKS, config_dict, randomize_norms, recorded_hparams, write_checkpoint
+from finetune_helpers import (NECKS, config_dict, randomize_norms, read, recorded_hparams, run_main,
+                              write_checkpoint)
 from rasterio.windows import Window
 
 from geomind_cli.models.finetune import build_finetuned
@@ -71,24 +71,6 @@ def one_thread(monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def run_main(capsys, monkeypatch, *args) -> tuple[int, str]:
-    from geomind_cli.cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["geomind", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
-
-
-def read(path: Path) -> tuple[np.ndarray, dict]:
-    with rasterio.open(path) as src:
-        return src.read(), {"crs": src.crs, "transform": src.transform, "shape": (src.height, src.width),
-                            "tags": src.tags()}
 
 
 def test_segment_batch_resume_and_cluster(scenes, checkpoints, tmp_path, capsys, monkeypatch, one_thread):

@@ -18,7 +18,7 @@ import rasterio
 import torch
 import yaml
 from affine import Affine
-from finetune_helpers import NECKS, config_dict, randomize_norms, write_checkpoint, write_config
+from finetune_helpers import NECKS, config_dict, randomize_norms, read, run_main, write_checkpoint, write_config
 
 from geomind_cli.models.finetune import build_finetuned, parse_config
 
@@ -53,24 +53,7 @@ def models(tmp_path_factory):
             "classifier": _save(tmp, "classifier", classifier, 3)}
 
 
-def run_main(capsys, monkeypatch, *args) -> tuple[int, str]:
-    from geomind_cli.cli.app import main
 
-    monkeypatch.setattr(sys, "argv", ["geomind", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
-
-
-def read(path: Path) -> tuple[np.ndarray, dict]:
-    with rasterio.open(path) as src:
-        return src.read(), {"crs": src.crs, "transform": src.transform, "shape": (src.height, src.width),
-                            "dtype": src.dtypes[0], "nodata": src.nodata, "tags": src.tags(),
-                            "colormap": src.colormap(1) if src.dtypes[0] == "uint8" else None,
-                            "descriptions": src.descriptions}
 
 
 def test_segment_tim_subprocess_offline(models, tmp_path):
