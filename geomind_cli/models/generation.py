@@ -21,12 +21,12 @@ from torch import nn
 
 from geomind_cli.errors import ConfigError
 from geomind_cli.models.backbone import _Input, build_tokenizers, resolve_modalities
-from geomind_cli.models.encdec import TargetSpec, TerraMindEncDec, TokenSampler
+from geomind_cli.models.encdec import TerraMindEncDec, TokenSampler
 from geomind_cli.models.layers import TransformerConfig
 from geomind_cli.models.modalities import get_modality, input_key, target_key
 from geomind_cli.models import normalize
 from geomind_cli.models.sampling import Generators
-from geomind_cli.models.tim import per_modality
+from geomind_cli.models.tim import target_specs
 
 
 class TerraMindGeneration(nn.Module):
@@ -65,17 +65,13 @@ class TerraMindGeneration(nn.Module):
         for name, key in zip(self.output_modalities, out_keys):
             if key in self.mod_name_mapping.values():
                 raise ConfigError(f"{name} is both an input and an output; generate it from other inputs instead")
-        temps = per_modality(temps, len(out_keys), "temps")
-        steps = per_modality(decoding_steps, len(out_keys), "decoding_steps")
-        self.targets = [
-            TargetSpec(key, name, temperature=float(t), top_k=top_k, top_p=float(top_p), steps=int(s))
-            for key, name, t, s in zip(out_keys, self.output_modalities, temps, steps)
-        ]
+        self.targets = target_specs(out_keys, self.output_modalities, temps=temps, top_k=top_k, top_p=top_p,
+                                    decoding_steps=decoding_steps)
         self.timesteps = timesteps
         self.standardize = standardize
         # Earlier outputs condition later ones, so they need encoder embeddings; the last one only when it is
         # decoded in several steps (its decoded part then conditions its own later steps).
-        cond = out_keys[:-1] + (out_keys[-1:] if steps[-1] > 1 else [])
+        cond = out_keys[:-1] + (out_keys[-1:] if self.targets[-1].steps > 1 else [])
         in_keys = list(self.mod_name_mapping.values())
         model = TerraMindEncDec(
             cfg, encoder_keys=list(dict.fromkeys(in_keys + cond)), decoder_keys=out_keys, image_size=img_size

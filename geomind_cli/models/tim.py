@@ -35,6 +35,16 @@ def per_modality(value, count: int, what: str) -> list:
     return [value] * count
 
 
+def target_specs(keys: Sequence[str], names: Sequence[str], *, temps, top_k, top_p, decoding_steps,
+                 option_prefix: str = "") -> list[TargetSpec]:
+    """One sampling spec per generated modality; ``temps`` and ``decoding_steps`` may be one value or one per
+    modality (errors name the options as ``{option_prefix}temps`` / ``{option_prefix}decoding_steps``)."""
+    temps = per_modality(temps, len(keys), f"{option_prefix}temps")
+    steps = per_modality(decoding_steps, len(keys), f"{option_prefix}decoding_steps")
+    return [TargetSpec(key, name, temperature=float(t), top_k=top_k, top_p=float(top_p), steps=int(s))
+            for key, name, t, s in zip(keys, names, temps, steps)]
+
+
 class TerraMindTiM(TerraMindViT):
     """TerraMind backbone with TiM. Forward as the backbone, plus the keyword-only randomness hooks."""
 
@@ -61,13 +71,9 @@ class TerraMindTiM(TerraMindViT):
             cfg, modalities=modalities, merge_method=merge_method, img_size=img_size, extra_keys=tim_keys,
             pretrained_tokenizers=pretrained_tokenizers,
         )
-        temps = per_modality(tim_temps, len(tim_names), "tim_temps")
-        steps = per_modality(tim_decoding_steps, len(tim_names), "tim_decoding_steps")
         self.tim_modalities = tim_names
-        self.tim_targets = [
-            TargetSpec(key, name, temperature=float(t), top_k=tim_top_k, top_p=float(tim_top_p), steps=int(s))
-            for key, name, t, s in zip(tim_keys, tim_names, temps, steps)
-        ]
+        self.tim_targets = target_specs(tim_keys, tim_names, temps=tim_temps, top_k=tim_top_k, top_p=tim_top_p,
+                                        decoding_steps=tim_decoding_steps, option_prefix="tim_")
         model = TerraMindEncDec(
             cfg, encoder_keys=list(self.encoder_embeddings), decoder_keys=list(dict.fromkeys(tim_keys)),
             image_size=img_size, encoder_embeddings=self.encoder_embeddings,
