@@ -54,7 +54,7 @@ def _split(n: int, size: int) -> list[int]:
 
 def run(height: int, width: int, out_dir: Path, *, batch_size: int = 8) -> dict:
     from geomind_cli.engine import OutputSpec, run_scene
-    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.facts.modalities import MODALITIES
 
     scene = synthetic_scene(height, width)
     baseline = _peak_mb()

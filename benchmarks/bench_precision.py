@@ -169,7 +169,7 @@ def _generate_model(size: str, modality: str, target: str, timesteps: int, devic
 
 def check_generate(target: str, path: str, args, device, precisions) -> list[Row]:
     """Generate ``target`` from the optical sample at ``path``; float32 vs each precision, tile by tile."""
-    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.facts.modalities import MODALITIES
     from geomind_cli.noise import tile_gaussian, tile_token_keys, tile_token_uniforms
 
     categorical = MODALITIES[target].categorical
@@ -263,7 +263,7 @@ def check_tokenize(path: str, args, device, precisions) -> list[Row]:
     """Token ids of the sample under float32 vs each precision: as the CLI runs them (the tokenizer encoder stays
     float32, see ``Tokenizer.autocast_encoder``), and, as a diagnostic, with the encoder under autocast too."""
     from geomind_cli.models import build_model
-    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.facts.modalities import MODALITIES
     from geomind_cli.models.normalize import standardize
 
     tokenizer = None

@@ -135,7 +135,7 @@ def measure(scene_path: Path, *, noise: str, out_dir: Path, size: str = "base", 
 
     from geomind_cli.engine import DEFAULT_OVERLAP, plan_tiles, run_scene
     from geomind_cli.models.generation import TerraMindGeneration
-    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.facts.modalities import MODALITIES
     from geomind_cli.seams import TileRecorder, overlap_disagreement, seam_score
     from geomind_cli.tasks.generate import GenerateOptions, generate_task
     from geomind_cli.tasks.inputs import open_inputs

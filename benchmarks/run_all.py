@@ -92,7 +92,7 @@ def bench_command(cmd, args, runtime, files, out_dir: Path) -> dict:
     from bench_reference import reference_end_to_end
     from bench_scene import geomind_end_to_end
 
-    from geomind_cli.models.modalities import statistics
+    from geomind_cli.facts.modalities import statistics
     from geomind_cli.tasks.base import release_models
 
     device = runtime.device

@@ -38,7 +38,7 @@ class HubCache:
     def place_random_official(self, size: str | None = "tiny", tokenizers=(), *, seed: int = 1) -> None:
         """Random TerraMind ``size`` weights (None: none) and the named modalities' tokenizers, official layout."""
         from geomind_cli.models import official_state_dict
-        from geomind_cli.models.modalities import MODALITIES
+        from geomind_cli.facts.modalities import MODALITIES
         from geomind_cli.models.tokenizers import build_tokenizer
         from geomind_cli.models.weights import model_file
 

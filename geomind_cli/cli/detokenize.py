@@ -33,7 +33,7 @@ def detokenize(
 
     Example: `geomind detokenize dem_DEM_tokens.tif --modality DEM -o dem_decoded.tif`
     """
-    from geomind_cli.models.modalities import get_modality
+    from geomind_cli.facts.modalities import get_modality
     from geomind_cli.tasks.inputs import batch_output
     from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime

@@ -31,7 +31,7 @@ def tokenize(
 
     Example: `geomind tokenize dem.tif --modality DEM` then `geomind detokenize dem_DEM_tokens.tif --modality DEM`
     """
-    from geomind_cli.models.modalities import get_modality
+    from geomind_cli.facts.modalities import get_modality
     from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
     from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.runtime import Runtime

@@ -16,7 +16,7 @@ import numpy as np
 
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.tiling import TilePlan
-from geomind_cli.models.modalities import MODALITIES
+from geomind_cli.facts.modalities import MODALITIES
 
 
 @dataclass

@@ -15,7 +15,7 @@ import xarray as xr
 from geomind_cli.engine.grid import ArrayLayer, Grid, RasterLayer, choose_grid
 from geomind_cli.engine.sources import ResolvedSource, SourceSpec, resolve_source
 from geomind_cli.errors import InputError
-from geomind_cli.models.modalities import MODALITIES
+from geomind_cli.facts.modalities import MODALITIES
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from geomind_cli.errors import InputError, ModalityError
-from geomind_cli.models.modalities import MODALITIES, get_modality
+from geomind_cli.facts.modalities import MODALITIES, get_modality
 
 S1_MODALITIES = ("S1GRD", "S1RTC")
 S2_MODALITIES = ("S2L2A", "S2L1C")

@@ -18,7 +18,7 @@ from torch import nn
 from geomind_cli.errors import ConfigError, InputError, ModalityError
 from geomind_cli.models.embeddings import PATCH_SIZE, encoder_embedding
 from geomind_cli.models.layers import Block, LayerNorm, TransformerConfig
-from geomind_cli.models.modalities import get_modality, input_key
+from geomind_cli.facts.modalities import get_modality, input_key
 
 MERGE_METHODS = ("mean", "max", "concat", "dict", None)
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from geomind_cli.errors import ModalityError
 from geomind_cli.models.layers import resize_pos_emb, sincos_2d
-from geomind_cli.models.modalities import get_modality
+from geomind_cli.facts.modalities import get_modality
 
 PATCH_SIZE = 16
 

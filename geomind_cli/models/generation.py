@@ -23,7 +23,7 @@ from geomind_cli.errors import ConfigError
 from geomind_cli.models.backbone import _Input, build_tokenizers, resolve_modalities
 from geomind_cli.models.encdec import TerraMindEncDec, TokenSampler
 from geomind_cli.models.layers import TransformerConfig
-from geomind_cli.models.modalities import get_modality, input_key, target_key
+from geomind_cli.facts.modalities import get_modality, input_key, target_key
 from geomind_cli.models import normalize
 from geomind_cli.models.sampling import Generators
 from geomind_cli.models.tim import target_specs

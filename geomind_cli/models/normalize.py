@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from geomind_cli.models.modalities import get_modality
+from geomind_cli.facts.modalities import get_modality
 
 
 def _stats(key_or_name: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from geomind_cli.models import weights as _weights
 from geomind_cli.models.backbone import TerraMindViT
 from geomind_cli.models.generation import TerraMindGeneration
 from geomind_cli.models.layers import TransformerConfig, sincos_2d
-from geomind_cli.models.modalities import HF_ORG, MODALITIES, TOKENIZERS
+from geomind_cli.facts.modalities import HF_ORG, MODALITIES, TOKENIZERS
 from geomind_cli.models.tim import TerraMindTiM
 
 SIZES: dict[str, TransformerConfig] = {

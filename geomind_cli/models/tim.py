@@ -22,7 +22,7 @@ from geomind_cli.errors import ConfigError
 from geomind_cli.models.backbone import TerraMindViT, _Input
 from geomind_cli.models.encdec import TargetSpec, TerraMindEncDec, TokenSampler
 from geomind_cli.models.layers import TransformerConfig
-from geomind_cli.models.modalities import input_key, target_key
+from geomind_cli.facts.modalities import input_key, target_key
 from geomind_cli.models.sampling import Generators
 
 

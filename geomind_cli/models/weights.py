@@ -111,7 +111,7 @@ MODEL_SIZES = ("tiny", "small", "base", "large")
 
 def model_file(size: str) -> tuple[str, str]:
     """(repo_id, filename) of the official TerraMind v1 checkpoint of one size."""
-    from geomind_cli.models.modalities import HF_ORG
+    from geomind_cli.facts.modalities import HF_ORG
 
     if size not in MODEL_SIZES:
         raise WeightsError(f"unknown TerraMind size {size!r}; choose from {', '.join(MODEL_SIZES)}")
@@ -120,7 +120,7 @@ def model_file(size: str) -> tuple[str, str]:
 
 def official_files() -> dict[str, tuple[str, str]]:
     """Every official file geomind can use, by short name: sizes (``base``) and tokenizers (``S1GRD``)."""
-    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.facts.modalities import MODALITIES
 
     files = {size: model_file(size) for size in MODEL_SIZES}
     files.update({name: (m.tokenizer.repo_id, m.tokenizer.filename) for name, m in MODALITIES.items() if m.tokenizer})

@@ -29,7 +29,7 @@ import torch
 
 from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import ModalityError
-from geomind_cli.models.modalities import LULC_CLASS_NAMES, LULC_COLORS, MODALITIES, get_modality
+from geomind_cli.facts.modalities import LULC_CLASS_NAMES, LULC_COLORS, MODALITIES, get_modality
 from geomind_cli.noise import tile_gaussian, tile_token_keys, tile_token_uniforms
 from geomind_cli.tasks.base import Task, model_handle, model_name, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs

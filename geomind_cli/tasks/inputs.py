@@ -7,7 +7,7 @@ from pathlib import Path
 
 from geomind_cli.engine import Scene, SourceSpec, detect_modality, open_scene
 from geomind_cli.errors import GeomindError, InputError
-from geomind_cli.models.modalities import get_modality
+from geomind_cli.facts.modalities import get_modality
 
 
 def open_inputs(scenes: list[str], from_modalities: list[str] | None = None, **grid_options) -> Scene:
@@ -35,7 +35,7 @@ def output_stem(scenes: list[str]) -> str:
 def split_targets(args: list[str], targets: list[str]) -> tuple[list[str], list[str]]:
     """Let ``--to S1GRD LULC`` work as users type it: option parsers give ``--to`` one value, so bare modality
     names among the positional arguments (that are not files) are targets too; ``--to S1GRD,LULC`` works as well."""
-    from geomind_cli.models.modalities import GENERATABLE
+    from geomind_cli.facts.modalities import GENERATABLE
 
     names = [t for item in targets for t in item.split(",") if t]
     scenes = []

@@ -97,7 +97,7 @@ def check_inputs(cfg: FinetuneConfig, available: list[str]) -> None:
 def model_inputs(cfg: FinetuneConfig, arrays: dict[str, np.ndarray], runtime: Runtime) -> dict[str, torch.Tensor]:
     """Scene tiles (all bands of each modality, physical units) -> the model's bands, standardized with the
     config's statistics: {modality: [B, C, T, T]} on the runtime's device."""
-    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.facts.modalities import MODALITIES
 
     picked = {}
     for spec in cfg.inputs:

@@ -10,7 +10,7 @@ import torch
 
 from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import ModalityError
-from geomind_cli.models.modalities import LULC_CLASS_NAMES, LULC_COLORS, get_modality
+from geomind_cli.facts.modalities import LULC_CLASS_NAMES, LULC_COLORS, get_modality
 from geomind_cli.models.normalize import destandardize, standardize
 from geomind_cli.noise import tile_gaussian
 from geomind_cli.tasks.base import ModelHandle, Task, model_handle, to_numpy, to_tensors

@@ -5,7 +5,7 @@ import numpy as np
 from engine_rasters import write_raster
 from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, run_scene
 from geomind_cli.engine.resume import is_complete, leftovers, remove
-from geomind_cli.models.modalities import MODALITIES
+from geomind_cli.facts.modalities import MODALITIES
 
 BANDS = list(MODALITIES["S2L2A"].band_ids)
 

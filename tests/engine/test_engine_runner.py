@@ -10,7 +10,7 @@ import rasterio
 from engine_rasters import ORIGIN, smooth_field, write_raster
 from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, plan_tiles, run_scene
 from geomind_cli.errors import OutputError
-from geomind_cli.models.modalities import MODALITIES
+from geomind_cli.facts.modalities import MODALITIES
 
 BANDS = list(MODALITIES["S2L2A"].band_ids)
 

@@ -7,7 +7,7 @@ import torch
 
 from geomind_cli.errors import ConfigError
 from geomind_cli.models import build_model
-from geomind_cli.models.modalities import statistics
+from geomind_cli.facts.modalities import statistics
 from geomind_cli.models.registry import load_checkpoint, official_state_dict
 from geomind_cli.models.sampling import filter_logits, linear_schedule, sample_tokens
 

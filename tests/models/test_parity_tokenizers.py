@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from geomind_cli.models.modalities import TOKENIZERS
+from geomind_cli.facts.modalities import TOKENIZERS
 from geomind_cli.models.tokenizers import build_tokenizer, ddim_schedule
 from geomind_cli.models.tokenizers.ddim import ddim_step
 from geomind_cli.models.tokenizers.vit import sincos_pos_emb

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from geomind_cli.errors import ConfigError, InputError, WeightsMismatchError, WeightsNotFoundError
-from geomind_cli.models.modalities import TOKENIZERS
+from geomind_cli.facts.modalities import TOKENIZERS
 from geomind_cli.models.tokenizers import FSQ, DiVAE, Tokenizer, VQVAE, build_tokenizer, ddim_schedule
 from geomind_cli.models.tokenizers.ddim import alphas_cumprod, ddim_sample, ddim_step, trailing_timesteps
 

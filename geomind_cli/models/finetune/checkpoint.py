@@ -70,7 +70,7 @@ def skipped(key: str, model: nn.Module) -> bool:
         return True
     tokenizers = getattr(model.encoder, "tokenizer", {})
     for name in getattr(model.encoder, "tim_modalities", ()):
-        from geomind_cli.models.modalities import target_key
+        from geomind_cli.facts.modalities import target_key
 
         target = target_key(name)
         if key.startswith(f"encoder.tokenizer.{target}.") and target not in tokenizers:

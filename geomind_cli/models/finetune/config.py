@@ -75,7 +75,7 @@ class FinetuneConfig:
         """Apply ``--tim``: set the TiM modalities of a TiM backbone that does not list them, or check them."""
         if not tim:
             return self
-        from geomind_cli.models.modalities import get_modality
+        from geomind_cli.facts.modalities import get_modality
 
         names = tuple(get_modality(t).name for t in tim)
         if not self.tim:
@@ -207,7 +207,7 @@ def _backbone(name, source: str) -> tuple[str, bool]:
 
 
 def _canonical(name, source: str) -> str:
-    from geomind_cli.models.modalities import get_modality
+    from geomind_cli.facts.modalities import get_modality
 
     if not isinstance(name, str):
         raise ConfigError(f"{source}: modality {name!r} is not a name; new modalities are not supported")
@@ -231,7 +231,7 @@ def _per_modality(value, modality: str, count: int):
 
 
 def _inputs(modalities, bands, data: dict, source: str, advice: str | None) -> tuple[InputSpec, ...]:
-    from geomind_cli.models.modalities import MODALITIES
+    from geomind_cli.facts.modalities import MODALITIES
 
     names = [_canonical(m, source) for m in modalities]
     dm = _get(data, "data", "init_args", default={}) or {}

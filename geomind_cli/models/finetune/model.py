@@ -90,7 +90,7 @@ class ScalarOutputModel(_EncoderDecoder):
 
 def _backbone(cfg: FinetuneConfig) -> nn.Module:
     from geomind_cli.models import build_model
-    from geomind_cli.models.modalities import input_key
+    from geomind_cli.facts.modalities import input_key
 
     kwargs = dict(cfg.backbone_options)
     if cfg.tim:

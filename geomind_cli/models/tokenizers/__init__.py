@@ -15,7 +15,7 @@ import torch
 
 from geomind_cli.errors import ConfigError
 from geomind_cli.models import weights as _weights
-from geomind_cli.models.modalities import TOKENIZERS, TokenizerInfo
+from geomind_cli.facts.modalities import TOKENIZERS, TokenizerInfo
 from geomind_cli.models.tokenizers.ddim import DDIMSchedule, ddim_schedule, trailing_timesteps
 from geomind_cli.models.tokenizers.divae import DiVAE
 from geomind_cli.models.tokenizers.fsq import FSQ

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from geomind_cli.errors import InputError
-from geomind_cli.models.modalities import TokenizerInfo
+from geomind_cli.facts.modalities import TokenizerInfo
 from geomind_cli.models.tokenizers.ddim import ddim_sample, ddim_schedule
 from geomind_cli.models.tokenizers.unet import PatchedUNet, UNetConfig
 from geomind_cli.models.tokenizers.vqvae import LATENT_DIM, Tokenizer

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from geomind_cli.errors import InputError
-from geomind_cli.models.modalities import MODALITIES, TokenizerInfo
+from geomind_cli.facts.modalities import MODALITIES, TokenizerInfo
 from geomind_cli.models.tokenizers.fsq import FSQ
 from geomind_cli.models.tokenizers.vit import ViTDecoder, ViTEncoder
 
