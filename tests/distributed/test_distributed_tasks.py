@@ -8,9 +8,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rasterio
-import torch
 
 from geomind_cli.tasks.generate import GenerateOptions, generate_task
 from geomind_cli.tasks.inputs import open_inputs
@@ -54,16 +52,6 @@ def test_tokenize_and_generate_on_two_workers_equal_one_process(client, tmp_path
     assert len(np.unique(_read(tmp_path / "one" / "flood_LULC.tif")[0])) > 1
 
 
-@pytest.fixture
-def one_thread():
-    """Dask workers run torch with one intra-op thread (OMP_NUM_THREADS=1); so does the reference here, since CPU
-    reductions split over another number of threads may round differently in the last bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _killing_first_call(tile_fn, marker: Path):
     """The first call anywhere kills its own worker process (SIGKILL: no clean-up, as an OOM kill or a lost node)."""
     def tile_fn_or_die(batch):
@@ -75,7 +63,7 @@ def _killing_first_call(tile_fn, marker: Path):
     return tile_fn_or_die
 
 
-def test_killed_worker_loses_nothing(client, tmp_path):
+def test_killed_worker_loses_nothing(client, tmp_path, one_thread):
     marker = tmp_path / "killed"
     with open_inputs([f"{S1}:S1GRD"]) as scene:
         for where in ("one", "many"):
