@@ -63,6 +63,7 @@ def main(argv=None) -> dict:
         tmp = Path(tmp)
         from geomind_cli.engine.cluster import local_cluster
         from geomind_cli.tasks.inputs import open_inputs
+        from geomind_cli.tasks.options import RunOptions
         from geomind_cli.tasks.run import run_task
         from geomind_cli.tasks.runtime import Runtime
         from geomind_cli.tasks.tokenize import tokenize_task
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
         with open_inputs([f"{source}:S1GRD"]) as scene:
             task = tokenize_task("S1GRD", runtime, tmp / "single.tif")
             start = time.perf_counter()
-            summary = run_task(scene, task, batch_size=args.batch_size, quiet=True)
+            summary = run_task(scene, task, RunOptions(batch_size=args.batch_size, quiet=True))
             rows.append({"mode": "single process", "workers": 0, "seconds": time.perf_counter() - start,
                          "tiles": summary.processed})
             for n in args.workers:
@@ -84,7 +85,8 @@ def main(argv=None) -> dict:
                         client.register_plugin(plugin)
                     task = tokenize_task("S1GRD", runtime, tmp / f"w{n}.tif")
                     start = time.perf_counter()
-                    summary = run_task(scene, task, batch_size=args.batch_size, quiet=True, client=client)
+                    summary = run_task(scene, task, RunOptions(batch_size=args.batch_size, quiet=True),
+                                       client=client)
                     rows.append({"mode": "dask LocalCluster", "workers": n, "seconds": time.perf_counter() - start,
                                  "tiles": summary.processed})
     base = next((r["seconds"] for r in rows if r["workers"] == 1), rows[0]["seconds"])

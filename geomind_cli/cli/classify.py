@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
+from geomind_cli.tasks.options import RunOptions
 from geomind_cli.cli.segment import Checkpoint, Config, From, Tim
 
 
+@o.run_options(exclude=("weights",))
 def classify(
     scenes: o.Scenes,
     checkpoint: Checkpoint,
@@ -21,19 +23,8 @@ def classify(
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write each tile's class probabilities (<output>_probabilities.tif).")] = False,
     confidence: Annotated[bool, typer.Option("--confidence", help="Also write each tile's top class probability (<output>_confidence.tif).")] = False,
     seed: o.Seed = 0,
-    device: o.Device = "auto",
-    precision: o.Precision = "auto",
-    batch_size: o.BatchSize = 8,
-    compile: o.Compile = None,
-    overlap: o.Overlap = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    preview: o.Preview = False,
-    scheduler: o.Scheduler = None,
-    cluster: o.Cluster = None,
-    workers: o.Workers = None,
-    each: o.Each = None,
-    resume: o.Resume = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Write a coarse class grid: each tile's label over the 16 px cells nearest its centre (transform scaled by 16).
 
@@ -43,11 +34,10 @@ def classify(
     from geomind_cli.tasks.classify import classify_task
     from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.segment import SegmentOptions
 
-    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
-    runtime = Runtime.resolve(device=device, precision=precision, compile=compile)
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=run.each)
+    runtime = run.runtime()
     opts = SegmentOptions(tim=tuple(tim or ()), probabilities=probabilities, confidence=confidence, seed=seed)
     batch = len(groups) > 1
 
@@ -56,7 +46,6 @@ def classify(
             scene = open_inputs(group.sources, from_)
             out = batch_output(output, len(groups), f"{group.stem}_classes.tif")
             yield scene, classify_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
-                                       overwrite=overwrite or resume or batch)
+                                       overwrite=run.task_overwrite(batch))
 
-    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)
+    execute(items(), run, batch=batch)

@@ -8,26 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
+from geomind_cli.tasks.options import RunOptions
 
 
+@o.run_options(exclude=("compile", "each"))
 def detokenize(
     tokens: Annotated[list[Path], typer.Argument(help="Token raster(s) from `geomind tokenize` (several: one scene each).", show_default=False)],
     modality: Annotated[str, typer.Option("--modality", "-m", help="S2L2A, S1GRD, S1RTC, DEM, LULC or NDVI.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <tokens>_decoded.tif).")] = None,
     timesteps: Annotated[int, typer.Option("--timesteps", min=1, help="Diffusion steps (not used for LULC).")] = 50,
     seed: o.Seed = 0,
-    device: o.Device = "auto",
-    precision: o.Precision = "auto",
-    batch_size: o.BatchSize = 8,
-    overlap: o.Overlap = None,
-    weights: o.Weights = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    preview: o.Preview = False,
-    scheduler: o.Scheduler = None,
-    cluster: o.Cluster = None,
-    workers: o.Workers = None,
-    resume: o.Resume = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Decode token ids back into the modality's raster at full resolution (physical units).
 
@@ -36,11 +28,10 @@ def detokenize(
     from geomind_cli.facts.modalities import get_modality
     from geomind_cli.tasks.inputs import batch_output
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.tokenize import detokenize_task, token_scene
 
     name = get_modality(modality).name
-    runtime = Runtime.resolve(device=device, precision=precision, compile=False, weights=weights)
+    runtime = run.runtime(compile=False)
     batch = len(tokens) > 1
 
     def items():
@@ -48,8 +39,7 @@ def detokenize(
             default = path.with_name(f"{path.stem}_decoded.tif")
             out = default if output is None else batch_output(output, len(tokens), default.name)
             task = detokenize_task(name, runtime, out, timesteps=timesteps, seed=seed,
-                                   overwrite=overwrite or resume or batch)
+                                   overwrite=run.task_overwrite(batch))
             yield token_scene(path), task
 
-    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)
+    execute(items(), run, batch=batch)

@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
+from geomind_cli.tasks.options import RunOptions
 
 
+@o.run_options(exclude=("preview",))
 def embed(
     scenes: o.Scenes,
     from_: Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")] = None,
@@ -18,19 +20,8 @@ def embed(
     layer: Annotated[int, typer.Option("--layer", help="Encoder layer (-1: last, layer-normed).")] = -1,
     merge: Annotated[str, typer.Option("--merge", help="How modalities are merged: mean, max or concat.")] = "mean",
     dtype: Annotated[str, typer.Option("--dtype", help="Output data type: float32 or float16 (half the size).")] = "float32",
-    device: o.Device = "auto",
-    precision: o.Precision = "auto",
-    batch_size: o.BatchSize = 8,
-    compile: o.Compile = None,
-    overlap: o.Overlap = None,
-    weights: o.Weights = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    scheduler: o.Scheduler = None,
-    cluster: o.Cluster = None,
-    workers: o.Workers = None,
-    each: o.Each = None,
-    resume: o.Resume = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Write one feature vector per 16 x 16 patch (one band per feature, transform scaled by 16).
 
@@ -40,10 +31,9 @@ def embed(
     from geomind_cli.tasks.embed import EmbedOptions, embed_task
     from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.runtime import Runtime
 
-    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
-    runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=run.each)
+    runtime = run.runtime()
     opts = EmbedOptions(size=model, layer=layer, merge_method=merge, dtype=dtype)
     batch = len(groups) > 1
 
@@ -51,7 +41,6 @@ def embed(
         for group in groups:
             scene = open_inputs(group.sources, from_)
             out = batch_output(output, len(groups), f"{group.stem}_embedding.tif")
-            yield scene, embed_task(list(scene.band_counts), opts, runtime, out, overwrite=overwrite or resume or batch)
+            yield scene, embed_task(list(scene.band_counts), opts, runtime, out, overwrite=run.task_overwrite(batch))
 
-    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-            resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)
+    execute(items(), run, batch=batch)

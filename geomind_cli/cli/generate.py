@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
+from geomind_cli.tasks.options import RunOptions
 
 
+@o.run_options()
 def generate(
     scenes: o.Scenes,
     to: Annotated[list[str], typer.Option("--to", help="Modalities to generate: S2L2A S1GRD S1RTC DEM NDVI LULC.")],
@@ -22,20 +24,8 @@ def generate(
     top_k: Annotated[int, typer.Option("--top-k", min=0, help="Keep the k most likely tokens (0: off).")] = 0,
     seed: o.Seed = 0,
     noise: Annotated[str, typer.Option("--noise", help="world: noise keyed by place (seamless); tile: per tile.")] = "world",
-    device: o.Device = "auto",
-    precision: o.Precision = "auto",
-    batch_size: o.BatchSize = 8,
-    compile: o.Compile = None,
-    overlap: o.Overlap = None,
-    weights: o.Weights = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    preview: o.Preview = False,
-    scheduler: o.Scheduler = None,
-    cluster: o.Cluster = None,
-    workers: o.Workers = None,
-    each: o.Each = None,
-    resume: o.Resume = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Generate missing modalities (one COG each, physical units) from the input scene.
 
@@ -46,15 +36,14 @@ def generate(
     from geomind_cli.tasks.generate import GenerateOptions, generate_task
     from geomind_cli.tasks.inputs import group_scenes, names_modality, open_inputs, split_targets
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.runtime import Runtime
 
     scenes, to = split_targets(scenes, to)
     if noise not in ("world", "tile"):
         raise InputError(f"--noise {noise}: use world or tile")
-    runtime = Runtime.resolve(device=device, precision=precision, compile=compile, weights=weights)
+    runtime = run.runtime()
     opts = GenerateOptions(targets=tuple(to), size=model, timesteps=timesteps, temperature=temperature, top_p=top_p,
                            top_k=top_k, seed=seed, noise=noise)
-    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=run.each)
     batch = len(groups) > 1
 
     def items():
@@ -63,8 +52,7 @@ def generate(
             explicit = batch and names_modality(group.sources[0])
             scene = open_inputs(group.sources, None if explicit else from_)
             task = generate_task(list(scene.band_counts), opts, runtime, output_dir, group.stem,
-                                 overwrite=overwrite or resume or batch)
+                                 overwrite=run.task_overwrite(batch))
             yield scene, task
 
-    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)
+    execute(items(), run, batch=batch)

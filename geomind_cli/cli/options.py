@@ -1,11 +1,25 @@
-"""Options shared by several commands, declared once (typer ``Annotated`` aliases)."""
+"""Options shared by several commands, declared once (typer ``Annotated`` aliases).
+
+The run options (device, batch size, overwrite, Dask ...) are the fields of
+:class:`~geomind_cli.tasks.options.RunOptions`; ``RUN_OPTIONS`` gives each field its Typer option, and the
+``@run_options`` decorator adds them to a command and hands it one ``run: RunOptions``. A new run option is one
+field there plus one line here. Another group of options (e.g. how inputs are read) can be added the same way with
+:func:`option_group`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
+
+from geomind_cli.tasks.options import RunOptions
+
+RUN = "Run options"  # the --help panel of the options every run command shares
 
 Scenes = Annotated[
     list[str],
@@ -17,44 +31,97 @@ Scenes = Annotated[
 ]
 OutputDir = Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the outputs.")]
 Model = Annotated[str, typer.Option("--model", help="TerraMind size: tiny, small, base or large.")]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-Precision = Annotated[str, typer.Option("--precision", help="auto, bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.")]
-Compile = Annotated[
-    Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (default: on for CUDA).")
+Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same output.")]
+
+# The run options: one Typer option per RunOptions field, shown in their own --help panel.
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.", rich_help_panel=RUN)]
+Precision = Annotated[
+    str, typer.Option("--precision", help="auto, bf16, fp16 or fp32 (auto: bf16 on GPU, fp32 on CPU).",
+                      rich_help_panel=RUN),
 ]
-Overlap = Annotated[
-    Optional[int], typer.Option("--overlap", min=0, help="Tile overlap in pixels, a multiple of 16 (default: engine's).")
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.", rich_help_panel=RUN)]
+Compile = Annotated[
+    Optional[bool],
+    typer.Option("--compile/--no-compile", help="torch.compile the model (default: on for CUDA).", rich_help_panel=RUN),
 ]
 Weights = Annotated[
     Optional[str],
-    typer.Option(
-        "--weights",
-        help="Checkpoint file (.pt/.safetensors) for the TerraMind model, or 'random' (smoke tests and benchmarks "
-        "only). Default: the official weights through the Hugging Face cache.",
-    ),
+    typer.Option("--weights", help="Checkpoint file (.pt/.safetensors) for the TerraMind model, or 'random' (smoke "
+                 "tests and benchmarks only). Default: the official weights through the Hugging Face cache.",
+                 rich_help_panel=RUN),
 ]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")]
-Preview = Annotated[bool, typer.Option("--preview", help="Write a PNG quick-look next to each output.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same output.")]
+Overlap = Annotated[
+    Optional[int],
+    typer.Option("--overlap", min=0, help="Tile overlap in pixels, a multiple of 16 (default: engine's).",
+                 rich_help_panel=RUN),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.", rich_help_panel=RUN)]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Skip outputs that are already complete (always on with several scenes).",
+                 rich_help_panel=RUN),
+]
+Preview = Annotated[
+    bool, typer.Option("--preview", help="Write a PNG quick-look next to each output.", rich_help_panel=RUN),
+]
+Each = Annotated[
+    Optional[bool],
+    typer.Option("--each/--together", help="Treat every input as its own scene (batch) / all inputs as one scene. "
+                 "Default: several inputs of one modality are separate scenes, others one scene.", rich_help_panel=RUN),
+]
 Scheduler = Annotated[
     Optional[str],
     typer.Option("--scheduler", help="Run on an existing Dask cluster: scheduler address (tcp://host:8786) or "
-                 "scheduler file (.json). Workers must see the inputs and the output folder."),
+                 "scheduler file (.json). Workers must see the inputs and the output folder.", rich_help_panel=RUN),
 ]
 Cluster = Annotated[
     Optional[str],
     typer.Option("--cluster", help="'local': start a Dask cluster here, one worker per GPU (or per group of CPU "
-                 "cores; see --workers)."),
+                 "cores; see --workers).", rich_help_panel=RUN),
 ]
-Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Workers of --cluster local.")]
-Each = Annotated[
-    Optional[bool],
-    typer.Option("--each/--together", help="Treat every input as its own scene (batch) / all inputs as one scene. "
-                 "Default: several inputs of one modality are separate scenes, others one scene."),
-]
-Resume = Annotated[
-    bool,
-    typer.Option("--resume", help="Skip outputs that are already complete (always on with several scenes)."),
-]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Workers of --cluster local.", rich_help_panel=RUN)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.", rich_help_panel=RUN)]
+
+def option_group(cls: type, options: dict[str, Any], *, into: str, only: tuple[str, ...] = (),
+                 exclude: tuple[str, ...] = ()) -> Callable:
+    """Decorator: add the Typer ``options`` (field name -> ``Annotated`` type) of the frozen dataclass ``cls`` to a
+    command, and call the command with one ``cls`` instance as keyword ``into`` instead of one argument each.
+
+    ``only``/``exclude`` pick the fields this command offers; the others keep the dataclass defaults. The
+    parameters come after the command's own in ``--help``.
+    """
+    defaults = {field.name: field.default for field in dataclasses.fields(cls)}
+    unknown = (set(only) | set(exclude)) - set(defaults)
+    if set(options) != set(defaults) or unknown:  # one Typer option per field, no stray names
+        raise TypeError(f"{cls.__name__}: options and fields differ, or unknown names {sorted(unknown)}")
+    names = [name for name in options if (not only or name in only) and name not in exclude]
+
+    def decorate(command: Callable) -> Callable:
+        own = inspect.signature(command, eval_str=True)  # the module's `from __future__ import annotations`
+        params = [p for p in own.parameters.values() if p.name != into]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=options[name],
+                                     default=defaults[name]) for name in names]
+
+        @functools.wraps(command)
+        def with_group(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names}
+            return command(*args, **kwargs, **{into: cls(**values)})
+
+        # Typer reads the parameters from the signature and their types from __annotations__.
+        with_group.__signature__ = own.replace(parameters=params)
+        with_group.__annotations__ = {p.name: p.annotation for p in params}
+        return with_group
+
+    return decorate
+
+
+RUN_OPTIONS = {
+    "device": Device, "precision": Precision, "batch_size": BatchSize, "compile": Compile, "weights": Weights,
+    "overlap": Overlap, "overwrite": Overwrite, "resume": Resume, "preview": Preview, "each": Each,
+    "scheduler": Scheduler, "cluster": Cluster, "workers": Workers, "quiet": Quiet,
+}
+
+
+def run_options(*, only: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> Callable:
+    """Decorator: the command gets the run options (all, ``only`` some, or all but ``exclude``) as ``run``."""
+    return option_group(RunOptions, RUN_OPTIONS, into="run", only=only, exclude=exclude)

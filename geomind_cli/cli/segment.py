@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
+from geomind_cli.tasks.options import RunOptions
 
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Lightning checkpoint (.ckpt) from `terratorch fit`.")]
 Config = Annotated[
@@ -22,6 +23,7 @@ Tim = Annotated[
 From = Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")]
 
 
+@o.run_options(exclude=("weights",))
 def segment(
     scenes: o.Scenes,
     checkpoint: Checkpoint,
@@ -32,19 +34,8 @@ def segment(
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write the blended class probabilities (<output>_probabilities.tif).")] = False,
     confidence: Annotated[bool, typer.Option("--confidence", help="Also write the top class probability (<output>_confidence.tif).")] = False,
     seed: o.Seed = 0,
-    device: o.Device = "auto",
-    precision: o.Precision = "auto",
-    batch_size: o.BatchSize = 8,
-    compile: o.Compile = None,
-    overlap: o.Overlap = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    preview: o.Preview = False,
-    scheduler: o.Scheduler = None,
-    cluster: o.Cluster = None,
-    workers: o.Workers = None,
-    each: o.Each = None,
-    resume: o.Resume = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Write a class map (with colour table and class names) or, for a regression fine-tune, a float raster.
 
@@ -54,11 +45,10 @@ def segment(
     """
     from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.segment import SegmentOptions, segment_task
 
-    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=each)
-    runtime = Runtime.resolve(device=device, precision=precision, compile=compile)
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=run.each)
+    runtime = run.runtime()
     opts = SegmentOptions(tim=tuple(tim or ()), probabilities=probabilities, confidence=confidence, seed=seed)
     batch = len(groups) > 1
 
@@ -67,7 +57,6 @@ def segment(
             scene = open_inputs(group.sources, from_)
             out = batch_output(output, len(groups), f"{group.stem}_segmentation.tif")
             yield scene, segment_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
-                                      overwrite=overwrite or resume or batch)
+                                      overwrite=run.task_overwrite(batch))
 
-    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-            preview=preview, resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)
+    execute(items(), run, batch=batch)

@@ -8,24 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
+from geomind_cli.tasks.options import RunOptions
 
 
+@o.run_options(exclude=("compile", "preview"))
 def tokenize(
     scenes: o.Scenes,
     modality: Annotated[str, typer.Option("--modality", "-m", help="S2L2A, S1GRD, S1RTC, DEM, LULC or NDVI.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_<MOD>_tokens.tif).")] = None,
-    device: o.Device = "auto",
-    precision: o.Precision = "auto",
-    batch_size: o.BatchSize = 8,
-    overlap: o.Overlap = None,
-    weights: o.Weights = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    scheduler: o.Scheduler = None,
-    cluster: o.Cluster = None,
-    workers: o.Workers = None,
-    each: o.Each = None,
-    resume: o.Resume = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Write the token ids of one modality (uint16, transform scaled by 16).
 
@@ -34,12 +26,11 @@ def tokenize(
     from geomind_cli.facts.modalities import get_modality
     from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.runtime import Runtime
     from geomind_cli.tasks.tokenize import tokenize_task
 
     name = get_modality(modality).name
-    groups = group_scenes(scenes, modality=name, each=each)
-    runtime = Runtime.resolve(device=device, precision=precision, compile=False, weights=weights)
+    groups = group_scenes(scenes, modality=name, each=run.each)
+    runtime = run.runtime(compile=False)
     batch = len(groups) > 1
 
     def items():
@@ -47,7 +38,6 @@ def tokenize(
             sources = group.sources
             scene = open_inputs(sources, [name] if len(sources) == 1 and ":" not in sources[0][2:] else None)
             out = batch_output(output, len(groups), f"{group.stem}_{name}_tokens.tif")
-            yield scene, tokenize_task(name, runtime, out, overwrite=overwrite or resume or batch)
+            yield scene, tokenize_task(name, runtime, out, overwrite=run.task_overwrite(batch))
 
-    execute(items(), batch=batch, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-            resume=resume, scheduler=scheduler, cluster=cluster, workers=workers)
+    execute(items(), run, batch=batch)

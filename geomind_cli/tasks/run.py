@@ -22,6 +22,7 @@ from geomind_cli import engine
 from geomind_cli.engine import OutputSpec, RunSummary, Scene, run_scene
 from geomind_cli.engine.resume import is_complete, leftovers, remove
 from geomind_cli.tasks.base import Task, release_models
+from geomind_cli.tasks.options import RunOptions
 
 
 def check_outputs(outputs: list[OutputSpec], *, overwrite: bool) -> None:
@@ -50,20 +51,21 @@ def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool) 
     return dataclasses.replace(task, outputs=outputs)
 
 
-def _engine_options(batch_size: int, overlap: int | None, overwrite: bool) -> dict:
-    options = {"batch_size": batch_size, "overwrite": overwrite}
-    if overlap is not None:
-        options["overlap"] = overlap
-    return options
+def _engine_options(options: RunOptions) -> dict:
+    """The keyword arguments of the engine's run_scene/submit_scene that come from the run options."""
+    engine_options = {"batch_size": options.batch_size, "overwrite": options.overwrite}
+    if options.overlap is not None:
+        engine_options["overlap"] = options.overlap
+    return engine_options
 
 
-def _finish(task: Task, summary: RunSummary, *, quiet: bool, preview: bool) -> RunSummary:
-    if preview:
+def _finish(task: Task, summary: RunSummary, options: RunOptions) -> RunSummary:
+    if options.preview:
         from geomind_cli.preview import write_preview
 
         for spec in task.outputs:
             write_preview(Path(spec.path), spec.name)
-    if not quiet:
+    if not options.quiet:
         print(json.dumps(json.loads(summary.to_json())), file=sys.stderr)
     return summary
 
@@ -74,86 +76,83 @@ def _skipped(task: Task, quiet: bool) -> None:
         print(f"geomind: skipped (already complete): {names}", file=sys.stderr)
 
 
-def connect(*, scheduler: str | None = None, cluster: str | None = None, workers: int | None = None):
+def connect(options: RunOptions):
     """Context manager yielding a Dask client for the ``--scheduler``/``--cluster``/``--workers`` options, or None."""
-    if workers is not None and not cluster:
+    if options.workers is not None and not options.cluster:
         from geomind_cli.errors import ConfigError
 
         raise ConfigError("--workers sizes the cluster started by --cluster local; add --cluster local.")
-    if not (scheduler or cluster):  # dask.distributed is imported only when a cluster is asked for
+    if not (options.scheduler or options.cluster):  # dask.distributed is imported only when a cluster is asked for
         return contextlib.nullcontext(None)
     from geomind_cli.engine.cluster import ClusterOptions, open_client
 
-    return open_client(ClusterOptions(scheduler=scheduler, cluster=cluster, workers=workers))
+    return open_client(ClusterOptions(scheduler=options.scheduler, cluster=options.cluster, workers=options.workers))
 
 
-def run_task(scene: Scene, task: Task, *, batch_size: int = 8, overlap: int | None = None, overwrite: bool = False,
-             quiet: bool = False, preview: bool = False, summary_path: Path | None = None, client=None,
-             resume: bool = False, rows_per_block: int | None = None, scheduler: str | None = None,
-             cluster: str | None = None, workers: int | None = None) -> RunSummary | None:
-    """Run ``task`` over ``scene``: on a Dask cluster (``client``, or one :func:`connect` opens for ``scheduler`` /
-    ``cluster`` / ``workers``), else in this process. Returns None when ``resume`` found every output complete."""
-    todo = pending_outputs(scene, task, resume=resume, overwrite=overwrite)
+def run_task(scene: Scene, task: Task, options: RunOptions = RunOptions(), *, client=None,
+             summary_path: Path | None = None, rows_per_block: int | None = None) -> RunSummary | None:
+    """Run ``task`` over ``scene``: on a Dask cluster (``client``, or one :func:`connect` opens for the options'
+    scheduler / cluster), else in this process. Returns None when ``options.resume`` found every output complete."""
+    todo = pending_outputs(scene, task, resume=options.resume, overwrite=options.overwrite)
     if todo is None:
-        _skipped(task, quiet)
+        _skipped(task, options.quiet)
         return None
-    if client is None and (scheduler or cluster):
-        with connect(scheduler=scheduler, cluster=cluster, workers=workers) as opened:
-            return run_task(scene, todo, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-                            preview=preview, summary_path=summary_path, client=opened, rows_per_block=rows_per_block)
-    options = _engine_options(batch_size, overlap, overwrite)
+    if client is None and (options.scheduler or options.cluster):
+        with connect(options) as opened:
+            return run_task(scene, todo, dataclasses.replace(options, resume=False), client=opened,
+                            summary_path=summary_path, rows_per_block=rows_per_block)
     if client is None:
-        summary = run_scene(scene, todo.tile_fn, todo.outputs, progress=not quiet, summary_path=summary_path,
-                            **options)
+        summary = run_scene(scene, todo.tile_fn, todo.outputs, progress=not options.quiet, summary_path=summary_path,
+                            **_engine_options(options))
     else:
         from geomind_cli.engine.distributed import run_scene_distributed
 
         release_models()  # built here only to check the weights early; the workers hold the replicas
-        summary = run_scene_distributed(scene, todo.tile_fn, todo.outputs, client=client, progress=not quiet,
-                                        summary_path=summary_path, rows_per_block=rows_per_block, **options)
-    return _finish(todo, summary, quiet=quiet, preview=preview)
+        summary = run_scene_distributed(scene, todo.tile_fn, todo.outputs, client=client, progress=not options.quiet,
+                                        summary_path=summary_path, rows_per_block=rows_per_block,
+                                        **_engine_options(options))
+    return _finish(todo, summary, options)
 
 
-def run_batch(items: Iterable[tuple[Scene, Task]], *, batch_size: int = 8, overlap: int | None = None,
-              overwrite: bool = False, quiet: bool = False, preview: bool = False, client=None, resume: bool = True,
+def run_batch(items: Iterable[tuple[Scene, Task]], options: RunOptions = RunOptions(), *, client=None,
               rows_per_block: int | None = None, scenes_in_flight: int | None = None) -> list[RunSummary | None]:
-    """Run one task per scene, resuming by default. ``items`` may be a generator (scenes are opened lazily).
+    """Run one task per scene, always resuming (``options.resume`` is taken as True). ``items`` may be a generator
+    (scenes are opened lazily).
 
     Without a client, scenes run one after the other in this process. With one, the blocks of up to
     ``scenes_in_flight`` scenes (default: twice the workers) are queued on the cluster at once, so small scenes run
     in parallel, while the client writes the COGs of the oldest scene.
     """
+    options = dataclasses.replace(options, resume=True)
     summaries: list[RunSummary | None] = []
     if client is None:
         for scene, task in items:
             with scene:
-                summaries.append(run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite,
-                                          quiet=quiet, preview=preview, resume=resume))
+                summaries.append(run_task(scene, task, options))
         return summaries
 
     from geomind_cli.engine.distributed import _workers, assemble, submit_scene
 
     window = scenes_in_flight or 2 * _workers(client)
-    options = _engine_options(batch_size, overlap, overwrite)
     queue: deque = deque()
 
     def finish_oldest():
         index, scene, todo, pending = queue.popleft()
         try:
-            summaries[index] = _finish(todo, assemble(pending, batch_size=batch_size), quiet=quiet, preview=preview)
+            summaries[index] = _finish(todo, assemble(pending, batch_size=options.batch_size), options)
         finally:
             scene.close()
 
     try:
         for scene, task in items:
             summaries.append(None)
-            todo = pending_outputs(scene, task, resume=resume, overwrite=overwrite)
+            todo = pending_outputs(scene, task, resume=True, overwrite=options.overwrite)
             if todo is None:
-                _skipped(task, quiet)
+                _skipped(task, options.quiet)
                 scene.close()
                 continue
             pending = submit_scene(client, scene, todo.tile_fn, todo.outputs, rows_per_block=rows_per_block,
-                                   **options)
+                                   **_engine_options(options))
             queue.append((len(summaries) - 1, scene, todo, pending))
             while len(queue) >= window:
                 finish_oldest()
@@ -168,17 +167,13 @@ def run_batch(items: Iterable[tuple[Scene, Task]], *, batch_size: int = 8, overl
     return summaries
 
 
-def execute(items: Iterable[tuple[Scene, Task]], *, batch: bool, batch_size: int = 8, overlap: int | None = None,
-            overwrite: bool = False, quiet: bool = False, preview: bool = False, resume: bool = False,
-            scheduler: str | None = None, cluster: str | None = None, workers: int | None = None,
+def execute(items: Iterable[tuple[Scene, Task]], options: RunOptions, *, batch: bool,
             summary_path: Path | None = None) -> list[RunSummary | None]:
     """What every command does with its (scene, task) pairs: connect to the cluster if asked, then one scene
     (:func:`run_task`) or a batch (:func:`run_batch`, which always resumes)."""
-    with connect(scheduler=scheduler, cluster=cluster, workers=workers) as client:
+    with connect(options) as client:
         if batch:
-            return run_batch(items, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-                             preview=preview, client=client, resume=True)
+            return run_batch(items, options, client=client)
         (scene, task), = items
         with scene:
-            return [run_task(scene, task, batch_size=batch_size, overlap=overlap, overwrite=overwrite, quiet=quiet,
-                             preview=preview, client=client, resume=resume, summary_path=summary_path)]
+            return [run_task(scene, task, options, client=client, summary_path=summary_path)]
