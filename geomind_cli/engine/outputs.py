@@ -22,8 +22,10 @@ class OutputSpec:
     patch embeddings), never blended: each cell comes from the tile whose centre is nearest.
 
     Stored values are ``(value - offset) / scale`` (rounded and clipped for integer dtypes); GDAL's scale/offset are set
-    so readers recover ``value``. ``nodata`` defaults to NaN for floats, 0 (unsigned) or the minimum (signed) for
-    continuous integers, and the dtype maximum for class and grid outputs.
+    so readers recover ``value``. Every kind is stored through :meth:`encode`. ``nodata`` defaults to NaN for floats,
+    0 (unsigned) or the minimum (signed) for continuous integers, and the dtype maximum for class and grid outputs.
+    A class or grid output whose nodata is a class index (TerraMind's LULC class 0, "No data") keeps that index:
+    the class and the nodata value are the same thing.
     """
 
     name: str
@@ -88,10 +90,11 @@ class OutputSpec:
             info = np.iinfo(dtype)
             low, high = info.min, info.max
             # Keep real values off the nodata value when it sits at an end of the range (uint16 nodata 0, ...).
+            # Class indices and token ids are never moved: an index equal to nodata means "no data".
             fill = self.fill
-            if fill == low:
+            if self.kind == "continuous" and fill == low:
                 low += 1
-            elif fill == high:
+            elif self.kind == "continuous" and fill == high:
                 high -= 1
             stored = np.clip(np.rint(stored), low, high)
         out = stored.astype(dtype)

@@ -118,7 +118,12 @@ class BlendStitcher(Stitcher):
 
 
 class GridStitcher(Stitcher):
-    """1/16-scale outputs: cell (i, j) is copied from the tile that owns it (nearest centre), never averaged."""
+    """1/16-scale outputs: cell (i, j) is copied from the tile that owns it (nearest centre), never averaged.
+
+    A cell none of whose 16 x 16 pixels is valid is nodata, whether its tile ran or was skipped, so the nodata mask
+    does not depend on the tiling. Values go through :meth:`OutputSpec.encode` like every other output (scale,
+    offset, rounding).
+    """
 
     scale = 16
 
@@ -127,8 +132,10 @@ class GridStitcher(Stitcher):
         p = plan.patch
         self.height, self.width = -(-plan.height // p), -(-plan.width // p)
         self.own_y, self.own_x = grid_owners(plan, 0)[:self.height], grid_owners(plan, 1)[:self.width]
-        # Values in the output dtype plus a 0/1 "filled" plane (same dtype: 1 is exact in every dtype).
-        self.band = RowBand(channels + 1, self.width, np.dtype(spec.dtype), 0,
+        # Values as the tile function gave them plus a 0/1 "valid" plane; float32 holds token ids and float32
+        # features exactly, wider integer or float outputs keep float64.
+        wide = np.dtype(spec.dtype).itemsize > 4 or np.dtype(spec.dtype) in (np.int32, np.uint32)
+        self.band = RowBand(channels + 1, self.width, np.float64 if wide else np.float32, 0,
                             min(capacity_rows // p + 2, self.height))
 
     def _run(self, owners: np.ndarray, index: int) -> tuple[int, int]:
@@ -136,7 +143,7 @@ class GridStitcher(Stitcher):
         return (int(cells[0]), int(cells[-1]) + 1) if cells.size else (0, 0)
 
     def add(self, row: int, col: int, data: np.ndarray, valid: np.ndarray):
-        """data [C, T/16, T/16] for tile (row, col); cells it owns are copied."""
+        """data [C, T/16, T/16], valid bool [T, T] for tile (row, col); cells it owns are copied."""
         p = self.plan.patch
         cy0, cy1 = self._run(self.own_y, row)
         cx0, cx1 = self._run(self.own_x, col)
@@ -145,8 +152,10 @@ class GridStitcher(Stitcher):
         ty, tx = int(self.plan.ys[row]) // p, int(self.plan.xs[col]) // p
         self.band.ensure(cy1)
         region = self.band.view(cy0, cy1)[:, :, cx0:cx1]
+        side = valid.shape[0] // p
+        cells_valid = valid[:side * p, :side * p].reshape(side, p, side, p).any(axis=(1, 3))
         region[:-1] = data[:, cy0 - ty:cy1 - ty, cx0 - tx:cx1 - tx]
-        region[-1] = 1
+        region[-1] = cells_valid[cy0 - ty:cy1 - ty, cx0 - tx:cx1 - tx]
 
     def final_rows(self, next_tile_row: int) -> int:
         return int(np.searchsorted(self.own_y, next_tile_row, side="left"))
@@ -159,9 +168,7 @@ class GridStitcher(Stitcher):
         return [("main", row0, self.band.take(end, self._finish))]
 
     def _finish(self, rows: np.ndarray) -> np.ndarray:
-        out = rows[:-1].copy()
-        out[:, rows[-1] == 0] = self.spec.fill
-        return out
+        return self.spec.encode(rows[:-1], rows[-1] > 0)
 
 
 def make_stitcher(spec: OutputSpec, plan: TilePlan, *, capacity_rows: int, channels: int,
