@@ -30,31 +30,52 @@ app.add_typer(weights.app, name="weights")
 
 
 def main() -> None:
-    """Entry point: library errors become one line on stderr and exit code 1 (GEOMIND_DEBUG=1 shows tracebacks)."""
+    """Entry point: library errors become one line on stderr and exit code 1 (GEOMIND_DEBUG=1 shows tracebacks);
+    SIGINT and SIGTERM clean up, print one line and exit 130 and 143."""
     from geomind_cli.errors import GeomindError
+    from geomind_cli.interrupts import Interrupted, handling_signals, received
 
     logging.basicConfig(level=logging.WARNING, format="geomind: %(levelname)s: %(message)s")
+    debug = bool(os.environ.get("GEOMIND_DEBUG"))
     try:
-        app(standalone_mode=False)
+        with handling_signals():
+            # Typer (standalone_mode=False) returns the exit code of a typer.Exit, and 130 for a KeyboardInterrupt.
+            code = app(standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt):
+        code = None  # reported below from the signal that arrived
     except GeomindError as exc:
-        if os.environ.get("GEOMIND_DEBUG"):
+        if debug:
             raise
-        print(f"geomind: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("geomind: interrupted; no partial output was left behind", file=sys.stderr)
-        sys.exit(130)
+        _fail(str(exc), 1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
+    except OSError as exc:  # a full disk, a vanished folder (GDAL's RasterioIOError too): one line
+        if debug:
+            raise
+        what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc).splitlines()[0]
+        _fail(f"{what}; check free space and the output folder, then run again", 1)
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    signum = received()
+    if signum is not None or code == 130:
+        import signal
+
+        signum = signum or signal.SIGINT
+        _fail(f"interrupted by {signal.Signals(signum).name}; no partial output was left behind", 128 + signum)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str, code: int):
+    print(f"geomind: error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import rasterio
 
 from geomind_cli.engine.blocks import BlockResult, compute_block, count_tiles, plan_blocks
 from geomind_cli.engine.outputs import OutputSpec
+from geomind_cli.engine.resume import STAGING_PREFIX, owner_token
 from geomind_cli.engine.runner import STREAM_CACHE_BYTES, RunSummary, TileFn, _Outputs, check_outputs, peak_rss_mb
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import final_row
@@ -72,8 +72,8 @@ def submit_scene(client, scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec
     plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=tile_size, overlap=overlap)
     check_outputs(outputs, overwrite=overwrite)
     blocks = plan_blocks(plan, rows_per_block or default_rows_per_block(plan, _workers(client)))
-    run_id = uuid.uuid4().hex[:12]
-    staging = Path(outputs[0].path).parent / f".geomind-staging-{run_id}"
+    run_id = owner_token()  # a later run removes the staging folder if this process dies
+    staging = Path(outputs[0].path).parent / f"{STAGING_PREFIX}{run_id}"
     staging.mkdir()
     options = dict(batch_size=batch_size, skip_nodata=skip_nodata, valid_rule=valid_rule)
     # Scene, plan and tile function go inside each task (a few kB pickled), not scattered: scattered data lives only

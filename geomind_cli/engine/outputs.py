@@ -40,6 +40,9 @@ class OutputSpec:
     confidence: bool = False
     scale: float = 1.0
     offset: float = 0.0
+    # What produced the output (a hash of command, options, model and weights file; tasks.base.fingerprint): written
+    # as the GEOMIND_FINGERPRINT tag, and resume keeps an existing output only when it matches. None: not checked.
+    fingerprint: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))

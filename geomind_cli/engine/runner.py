@@ -117,6 +117,8 @@ class _Outputs:
         self.stitchers[spec.name] = make_stitcher(spec, self.plan, capacity_rows=self.capacity, channels=channels)
         grid = self.scene.grid.scaled(16) if spec.kind == "grid" else self.scene.grid
         tags = {"GEOMIND_OUTPUT": spec.name, "GEOMIND_KIND": spec.kind}
+        made_by = {"GEOMIND_FINGERPRINT": spec.fingerprint} if spec.fingerprint else {}
+        tags.update(made_by)
         if spec.class_names:
             tags["CLASS_NAMES"] = list(spec.class_names)
         self.writers[(spec.name, "main")] = open_writer(
@@ -128,7 +130,7 @@ class _Outputs:
             if getattr(spec, what):
                 self.writers[(spec.name, what)] = open_writer(
                     spec.sidecar(what), name=what, grid=grid, count=count, dtype="float32", nodata=float("nan"),
-                    descriptions=descriptions, overview_resampling="AVERAGE", tags={"GEOMIND_OUTPUT": spec.name})
+                    descriptions=descriptions, overview_resampling="AVERAGE", tags={"GEOMIND_OUTPUT": spec.name, **made_by})
 
     def checked(self, batch: TileBatch, results: dict) -> dict[str, np.ndarray]:
         """The tile function's arrays by output name, shapes checked (raises ValueError naming the output)."""

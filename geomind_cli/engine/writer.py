@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from geomind_cli.engine.grid import Grid
+from geomind_cli.engine.resume import owner_token
 from geomind_cli.errors import OutputError
 
 BLOCK = 256
@@ -88,7 +88,7 @@ class RasterWriter:
                  overview_resampling: str, colormap: dict | None = None, tags: dict | None = None,
                  band_tags: dict | None = None, scale: float = 1.0, offset: float = 0.0):
         self.path = Path(path)
-        token = uuid.uuid4().hex[:8]
+        token = owner_token()  # a later run removes these if this process dies (engine.resume.leftovers)
         self.partial = self.path.with_name(f".{self.path.name}.{token}.partial.tif")
         self.staged = self.path.with_name(f".{self.path.name}.{token}.cog.tif")
         self.grid, self.count, self.dtype = grid, count, np.dtype(dtype)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from geomind_cli.engine.grid import Grid
+from geomind_cli.engine.resume import owner_token
 from geomind_cli.engine.writer import RowBlocks
 from geomind_cli.errors import OutputError
 
@@ -41,7 +41,7 @@ class ZarrWriter:
         import xarray as xr
 
         self.path = Path(path)
-        token = uuid.uuid4().hex[:8]
+        token = owner_token()
         self.partial = self.path.with_name(f".{self.path.name}.{token}.partial.zarr")
         self.grid, self.count, self.dtype, self.name = grid, count, np.dtype(dtype), name
         self.side = chunk_side(count, self.dtype.itemsize)
@@ -89,7 +89,7 @@ class ZarrWriter:
         """Move the finished store onto ``path``; an existing store there is removed only after the move."""
         old = None
         if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.old")
+            old = self.path.with_name(f".{self.path.name}.{owner_token()}.old")
             os.replace(self.path, old)
         os.replace(self.partial, self.path)
         if old is not None and old.is_dir():

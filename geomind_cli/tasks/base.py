@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,11 +22,43 @@ TileFn = Callable[[TileBatch], dict[str, np.ndarray]]
 
 @dataclass
 class Task:
-    """A command's work for the engine: ``tile_fn`` maps a batch of input tiles to one array per output."""
+    """A command's work for the engine: ``tile_fn`` maps a batch of input tiles to one array per output.
+
+    ``made_by``: what determines the outputs' values (command, options, model, weights file; see
+    :func:`fingerprint`). Given, it stamps every output with its hash, and resume keeps only outputs that match.
+    """
 
     outputs: list[OutputSpec]
     tile_fn: TileFn
     description: str = ""
+    made_by: dict | None = None
+
+    def __post_init__(self):
+        if self.made_by is not None:
+            value = fingerprint(self.made_by)
+            self.outputs = [dataclasses.replace(spec, fingerprint=value) for spec in self.outputs]
+
+
+def fingerprint(made_by: dict) -> str:
+    """A short hash of ``made_by`` (JSON-able values, paths and a Runtime): local files count by path, size and
+    modification time, so a replaced weights file or checkpoint is another fingerprint. The device and compilation
+    do not count (the same work on another machine); the precision and the weights do."""
+    def identity(value):
+        if isinstance(value, Runtime):
+            return {"precision": str(value.dtype), "weights": identity(value.weights or "official")}
+        if isinstance(value, (str, Path)) and value != "random" and Path(value).is_file():
+            stat = Path(value).stat()
+            return {"file": str(Path(value).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        if isinstance(value, dict):
+            return {str(k): identity(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [identity(v) for v in value]
+        if dataclasses.is_dataclass(value):
+            return identity(dataclasses.asdict(value))
+        return value if isinstance(value, (int, float, bool, type(None))) else str(value)
+
+    text = json.dumps(identity(made_by), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -42,12 +80,27 @@ class ModelHandle:
         def build_now():
             from geomind_cli.models import build_model
 
-            return self.runtime.prepare(build_model(self.name, **self.runtime.model_kwargs(), **dict(self.kwargs)))
+            with random_weights_seed(self.name, self.runtime):
+                model = build_model(self.name, **self.runtime.model_kwargs(), **dict(self.kwargs))
+            return self.runtime.prepare(model)
 
         return cached_model(self.key(), build_now)
 
 
 _MODELS: dict[str, torch.nn.Module] = {}
+
+
+@contextlib.contextmanager
+def random_weights_seed(name: str, runtime: Runtime):
+    """With ``--weights random``, the model ``name`` draws its weights from a seed fixed by its name: every process
+    (each Dask worker, each later run) builds the same model, so the same ``--seed`` gives the same output. The
+    global torch generator is restored afterwards."""
+    if not runtime.random_weights:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(name.encode()))
+        yield
 
 
 def cached_model(key: str, build_now: Callable[[], torch.nn.Module]) -> torch.nn.Module:

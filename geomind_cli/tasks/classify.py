@@ -69,4 +69,6 @@ def classify_task(inputs: list[str], config: str | Path | None, checkpoint: str 
         return result
 
     return Task(outputs=outputs, tile_fn=tile_fn,
-                description=f"classify with {cfg.backbone} on {', '.join(cfg.modalities)}")
+                description=f"classify with {cfg.backbone} on {', '.join(cfg.modalities)}",
+                made_by={"command": "classify", "inputs": list(inputs), "config": config, "checkpoint": checkpoint,
+                         "options": options, "runtime": runtime})

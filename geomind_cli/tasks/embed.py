@@ -64,4 +64,5 @@ def embed_task(inputs: list[str], options: EmbedOptions, runtime: Runtime, out_p
         return {"embedding": to_numpy(grid)}
 
     return Task(outputs=outputs, tile_fn=tile_fn,
-                description=f"embed {', '.join(inputs)} ({options.size}, layer {options.layer})")
+                description=f"embed {', '.join(inputs)} ({options.size}, layer {options.layer})",
+                made_by={"command": "embed", "inputs": list(inputs), "options": options, "runtime": runtime})

@@ -138,4 +138,5 @@ def generate_task(inputs: list[str], options: GenerateOptions, runtime: Runtime,
         return result
 
     return Task(outputs=outputs, tile_fn=tile_fn,
-                description=f"generate {', '.join(targets)} from {', '.join(inputs)} ({options.size})")
+                description=f"generate {', '.join(targets)} from {', '.join(inputs)} ({options.size})",
+                made_by={"command": "generate", "inputs": list(inputs), "options": options, "runtime": runtime})

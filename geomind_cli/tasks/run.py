@@ -1,8 +1,8 @@
 """Run a task over a scene (or many) with the engine, in this process or on a Dask cluster; then the finishing
 touches (quick-looks, summary).
 
-Resume: with ``resume=True`` an output whose files are already complete (:func:`geomind_cli.engine.resume.is_complete`)
-is left alone and dropped from the run, and a scene with nothing left to write is skipped; hidden staging files left
+Resume: with ``resume=True`` an output whose files are already complete and made by the same work
+(:func:`geomind_cli.engine.resume.why_incomplete`: grid and fingerprint) is left alone and dropped from the run, and a scene with nothing left to write is skipped; hidden staging files left
 by a killed run are removed first. Batch mode (:func:`run_batch`) resumes by default, so re-running an interrupted
 batch command finishes what is missing.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 
 from geomind_cli import engine
 from geomind_cli.engine import OutputSpec, RunSummary, Scene, run_scene
-from geomind_cli.engine.resume import is_complete, leftovers, remove
+from geomind_cli.engine.resume import leftovers, remove, why_incomplete
+from geomind_cli.errors import InputError, OutputError
 from geomind_cli.tasks.base import Task, release_models
 from geomind_cli.tasks.options import RunOptions
 
@@ -32,19 +33,34 @@ def check_outputs(outputs: list[OutputSpec], *, overwrite: bool) -> None:
     engine.check_outputs(outputs, overwrite=overwrite)
 
 
-def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool) -> Task | None:
+def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool, quiet: bool = True) -> Task | None:
     """The task restricted to the outputs still to write (None if none), checked writable.
 
-    With ``resume`` (and not ``overwrite``), complete outputs are dropped and stale staging files of the others removed.
+    Hidden files that a killed run left next to the outputs are removed first (those of a run still going are kept,
+    see :func:`geomind_cli.engine.resume.leftovers`). With ``resume`` (and not ``overwrite``), complete outputs made
+    by the same work (fingerprint) are dropped; an existing output that is not (another model, options, weights,
+    scene, or a file of someone else) is an error that says why, rather than silently kept or replaced.
     """
     outputs = list(task.outputs)
+    for spec in outputs:
+        Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
+        for stale in leftovers(spec):
+            remove(stale)
     if resume and not overwrite:
+        todo = []
         for spec in outputs:
-            Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
-        outputs = [spec for spec in outputs if not is_complete(spec, scene.grid)]
-        for spec in outputs:
-            for stale in leftovers(spec):
-                remove(stale)
+            reason = why_incomplete(spec, scene.grid)
+            if reason is None:
+                continue
+            if reason != "it does not exist":
+                raise OutputError(f"{spec.path} exists but {reason}, so it is not resumed; pass --overwrite to "
+                                  "replace it or choose another output folder")
+            todo.append(spec)
+        if not quiet and len(todo) < len(outputs):
+            done = ", ".join(str(spec.path) for spec in outputs if spec not in todo)
+            print(f"geomind: skipped (complete, made by the same command, options, model and weights): {done}",
+                  file=sys.stderr)
+        outputs = todo
     if not outputs:
         return None
     check_outputs(outputs, overwrite=overwrite)
@@ -70,12 +86,6 @@ def _finish(task: Task, summary: RunSummary, options: RunOptions) -> RunSummary:
     return summary
 
 
-def _skipped(task: Task, quiet: bool) -> None:
-    if not quiet:
-        names = ", ".join(str(spec.path) for spec in task.outputs)
-        print(f"geomind: skipped (already complete): {names}", file=sys.stderr)
-
-
 def connect(options: RunOptions):
     """Context manager yielding a Dask client for the ``--scheduler``/``--cluster``/``--workers`` options, or None."""
     if options.workers is not None and not options.cluster:
@@ -93,9 +103,8 @@ def run_task(scene: Scene, task: Task, options: RunOptions = RunOptions(), *, cl
              summary_path: Path | None = None, rows_per_block: int | None = None) -> RunSummary | None:
     """Run ``task`` over ``scene``: on a Dask cluster (``client``, or one :func:`connect` opens for the options'
     scheduler / cluster), else in this process. Returns None when ``options.resume`` found every output complete."""
-    todo = pending_outputs(scene, task, resume=options.resume, overwrite=options.overwrite)
+    todo = pending_outputs(scene, task, resume=options.resume, overwrite=options.overwrite, quiet=options.quiet)
     if todo is None:
-        _skipped(task, options.quiet)
         return None
     if client is None and (options.scheduler or options.cluster):
         with connect(options) as opened:
@@ -146,9 +155,8 @@ def run_batch(items: Iterable[tuple[Scene, Task]], options: RunOptions = RunOpti
     try:
         for scene, task in items:
             summaries.append(None)
-            todo = pending_outputs(scene, task, resume=True, overwrite=options.overwrite)
+            todo = pending_outputs(scene, task, resume=True, overwrite=options.overwrite, quiet=options.quiet)
             if todo is None:
-                _skipped(task, options.quiet)
                 scene.close()
                 continue
             pending = submit_scene(client, scene, todo.tile_fn, todo.outputs, rows_per_block=rows_per_block,
@@ -167,10 +175,17 @@ def run_batch(items: Iterable[tuple[Scene, Task]], options: RunOptions = RunOpti
     return summaries
 
 
+def check_overlap(overlap: int | None, tile_size: int = 224) -> None:
+    """``--overlap`` checked before any model is built: a multiple of 16 px, smaller than the tile."""
+    if overlap is not None and (overlap % 16 or not 0 <= overlap < tile_size):
+        raise InputError(f"--overlap {overlap}: give a multiple of 16 px from 0 to {tile_size - 16} (e.g. 64)")
+
+
 def execute(items: Iterable[tuple[Scene, Task]], options: RunOptions, *, batch: bool,
             summary_path: Path | None = None) -> list[RunSummary | None]:
     """What every command does with its (scene, task) pairs: connect to the cluster if asked, then one scene
     (:func:`run_task`) or a batch (:func:`run_batch`, which always resumes)."""
+    check_overlap(options.overlap)
     with connect(options) as client:
         if batch:
             return run_batch(items, options, client=client)

@@ -186,4 +186,6 @@ def segment_task(inputs: list[str], config: str | Path | None, checkpoint: str |
         return {name: to_numpy(torch.softmax(y, dim=1) if cfg.task == "segmentation" else y)}
 
     return Task(outputs=outputs, tile_fn=tile_fn,
-                description=f"{cfg.task} with {cfg.backbone} on {', '.join(cfg.modalities)}")
+                description=f"{cfg.task} with {cfg.backbone} on {', '.join(cfg.modalities)}",
+                made_by={"command": "segment", "inputs": list(inputs), "config": config, "checkpoint": checkpoint,
+                         "options": options, "runtime": runtime})

@@ -47,7 +47,8 @@ def tokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, overw
             tokens = tokenizer().encode(x)
         return {"tokens": tokens[:, None].cpu().numpy().astype(np.float64)}
 
-    return Task(outputs=outputs, tile_fn=tile_fn, description=f"tokenize {modality.name}")
+    return Task(outputs=outputs, tile_fn=tile_fn, description=f"tokenize {modality.name}",
+                made_by={"command": "tokenize", "modality": modality.name, "runtime": runtime})
 
 
 def detokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, timesteps: int = 50, seed: int = 0,
@@ -80,7 +81,9 @@ def detokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, tim
             return {modality.name: to_numpy(torch.softmax(y, dim=1))}
         return {modality.name: to_numpy(destandardize(modality.name, y))}
 
-    return Task(outputs=[spec], tile_fn=tile_fn, description=f"detokenize {modality.name}")
+    return Task(outputs=[spec], tile_fn=tile_fn, description=f"detokenize {modality.name}",
+                made_by={"command": "detokenize", "modality": modality.name, "timesteps": timesteps, "seed": seed,
+                         "runtime": runtime})
 
 
 def token_scene(path: Path):
