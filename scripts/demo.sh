@@ -7,11 +7,12 @@ geomind="$1"; out="$2"; shift 2
 scene=samples/terramind/282D_485L_3_3_S2L2A.tif
 
 if "$geomind" weights path base S1GRD LULC >/dev/null 2>&1 || [ "${HF_HUB_OFFLINE:-0}" != "1" ]; then
-  if "$geomind" generate "$scene" --to S1GRD LULC -o "$out" --preview --overwrite "$@"; then
+  "$geomind" generate "$scene" --to S1GRD LULC -o "$out" --preview --overwrite "$@"
+  status=$?  # right after the command: after an `if ... fi` it would be the if's own status, always 0
+  if [ "$status" -eq 0 ]; then
     echo "demo: outputs in $out/ (GeoTIFF/COG + PNG quick-looks)"
     exit 0
   fi
-  status=$?
   "$geomind" weights path base S1GRD LULC >/dev/null 2>&1 && exit "$status"  # a real failure, not missing weights
 fi
 

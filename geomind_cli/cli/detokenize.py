@@ -40,6 +40,6 @@ def detokenize(
             out = default if output is None else batch_output(output, len(tokens), default.name)
             task = detokenize_task(name, runtime, out, timesteps=timesteps, seed=seed,
                                    overwrite=run.task_overwrite(batch))
-            yield token_scene(path), task
+            yield token_scene(path, name), task
 
     execute(items(), run, batch=batch)

@@ -176,7 +176,8 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
                 if skip_nodata and not valid.any():
                     skipped += 1
                     continue
-                filled = {name: np.where(np.isnan(a), fills[name][:, None, None], a) for name, a in tiles.items()}
+                # Not only NaN: one inf pixel would spread through attention over the whole tile.
+                filled = {name: np.where(np.isfinite(a), a, fills[name][:, None, None]) for name, a in tiles.items()}
                 pending.append((r, c, filled, per_mod, valid))
                 if len(pending) == batch_size:
                     # A batch ending with the row's last tile completes that row.

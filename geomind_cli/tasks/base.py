@@ -128,6 +128,26 @@ def build(name: str, runtime: Runtime, **kwargs) -> torch.nn.Module:
     return model_handle(name, runtime, **kwargs)()
 
 
+def check_class_inputs(batch: TileBatch) -> None:
+    """Class inputs (LULC) must hold TerraMind's class indices 0..K-1 where they have data: other values (raw ESRI
+    codes 1-11, say) would become all-zero one-hot vectors without a word."""
+    from geomind_cli.errors import InputError
+    from geomind_cli.facts.modalities import LULC_CLASS_NAMES, MODALITIES
+
+    for name, array in batch.arrays.items():
+        modality = MODALITIES.get(name)
+        if modality is None or not modality.categorical:
+            continue
+        valid = batch.valid_by_modality.get(name, batch.valid)
+        values = array[:, 0][valid] if array.ndim == 4 else array[valid]
+        bad = values[(values < 0) | (values > len(LULC_CLASS_NAMES) - 1) | (values != np.round(values))]
+        if bad.size:
+            shown = ", ".join(f"{v:g}" for v in np.unique(bad)[:5])
+            raise InputError(f"{name} input holds values outside the classes 0..{len(LULC_CLASS_NAMES) - 1} "
+                             f"({shown}); remap it to TerraMind's classes ({', '.join(LULC_CLASS_NAMES)}), e.g. "
+                             "raw ESRI land-cover codes 1-11 to 1-9, or mark those pixels nodata")
+
+
 def to_tensors(arrays: dict[str, np.ndarray], runtime: Runtime) -> dict[str, torch.Tensor]:
     """Host arrays to device tensors; pinned and non-blocking on CUDA so the copy overlaps the previous batch."""
     out = {}

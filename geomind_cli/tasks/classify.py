@@ -31,12 +31,14 @@ def output_specs(names: list[str], out_path: Path, options: SegmentOptions) -> l
     # One band of labels; the names go to the CLASS_NAMES tag and the colour table, as for segment's class maps.
     specs = [OutputSpec(name="classes", path=out_path, kind="grid", bands=["class"], dtype=class_dtype(len(names)),
                         class_names=list(names), colormap=class_palette(len(names)))]
-    side = out_path.with_name(f"{out_path.stem}_{{}}{out_path.suffix or '.tif'}")
+    def side(what: str) -> Path:  # no str.format on a user's path: it may hold braces
+        return out_path.with_name(f"{out_path.stem}_{what}{out_path.suffix or '.tif'}")
+
     if options.probabilities:
-        specs.append(OutputSpec(name="probabilities", path=Path(str(side).format("probabilities")), kind="grid",
+        specs.append(OutputSpec(name="probabilities", path=side("probabilities"), kind="grid",
                                 bands=list(names), dtype="float32", nodata=math.nan))
     if options.confidence:
-        specs.append(OutputSpec(name="confidence", path=Path(str(side).format("confidence")), kind="grid",
+        specs.append(OutputSpec(name="confidence", path=side("confidence"), kind="grid",
                                 bands=["confidence"], dtype="float32", nodata=math.nan))
     return specs
 

@@ -31,7 +31,7 @@ from geomind_cli.engine import OutputSpec, TileBatch
 from geomind_cli.errors import ModalityError
 from geomind_cli.facts.modalities import LULC_CLASS_NAMES, LULC_COLORS, MODALITIES, get_modality
 from geomind_cli.noise import tile_gaussian, tile_token_keys, tile_token_uniforms
-from geomind_cli.tasks.base import Task, model_handle, model_name, to_numpy, to_tensors
+from geomind_cli.tasks.base import Task, check_class_inputs, model_handle, model_name, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 
@@ -128,6 +128,7 @@ def generate_task(inputs: list[str], options: GenerateOptions, runtime: Runtime,
                     tile_gaussian(options.seed, f"diffusion/{s}", [o], size, channels[t])
                     for s, o in zip(streams, origins)
                 ])).to(runtime.device)
+        check_class_inputs(batch)
         x = to_tensors(batch.arrays, runtime)
         with torch.inference_mode(), runtime.autocast():
             out = model()(x, diffusion_noise=noise, **{draws_kwarg: draws})

@@ -13,7 +13,7 @@ from geomind_cli.errors import ModalityError
 from geomind_cli.facts.modalities import LULC_CLASS_NAMES, LULC_COLORS, get_modality
 from geomind_cli.models.normalize import destandardize, standardize
 from geomind_cli.noise import tile_gaussian
-from geomind_cli.tasks.base import ModelHandle, Task, model_handle, to_numpy, to_tensors
+from geomind_cli.tasks.base import ModelHandle, Task, check_class_inputs, model_handle, to_numpy, to_tensors
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 
@@ -40,6 +40,7 @@ def tokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, overw
     tokenizer = _tokenizer(modality_name, runtime)
 
     def tile_fn(batch: TileBatch) -> dict[str, np.ndarray]:
+        check_class_inputs(batch)
         x = to_tensors({modality.name: batch.arrays[modality.name]}, runtime)[modality.name]
         # LULC goes in as class indices (the tokenizer one-hot encodes them); the rest is standardized.
         x = x[:, 0].round().long() if modality.categorical else standardize(modality.name, x)
@@ -86,8 +87,11 @@ def detokenize_task(modality_name: str, runtime: Runtime, out_path: Path, *, tim
                          "runtime": runtime})
 
 
-def token_scene(path: Path):
+def token_scene(path: Path, modality: str | None = None):
     """A lazy Scene of one modality ``tokens``: each token id repeated over its 16 x 16 patch, on the pixel grid.
+
+    ``modality``: the modality to decode; a token raster from ``geomind tokenize`` names its own (band description
+    ``<MODALITY>_token``), and another one is refused: its ids would decode into noise of the wrong kind.
 
     The token raster's transform is the pixel grid's scaled by 16 (as ``tokenize`` writes it), so dividing the
     scale by 16 restores the pixel grid. Nodata ids become NaN, so tiles without tokens are skipped.
@@ -107,6 +111,14 @@ def token_scene(path: Path):
         raise InputError(f"{path} is not a readable token raster: {exc}") from exc
     if ids.shape[0] != 1:
         raise InputError(f"{path} has {ids.shape[0]} bands; a token raster from `geomind tokenize` has one")
+    written_for = str(ids.attrs.get("long_name") or "")
+    if isinstance(ids.attrs.get("long_name"), (list, tuple)):
+        written_for = str(ids.attrs["long_name"][0])
+    if modality is not None and written_for.endswith("_token"):
+        own = written_for[: -len("_token")]
+        if own != get_modality(modality).name:
+            raise InputError(f"{path} holds {own} tokens, not {get_modality(modality).name}; run "
+                             f"`geomind detokenize {path} --modality {own}`")
     nodata = ids.rio.nodata
     data = ids.data.astype("float32")
     if nodata is not None:

@@ -79,18 +79,33 @@ def test_generate_same_seed_same_output_other_seed_differs(cache, tmp_path):
     assert np.abs(runs["a"] - runs["c"]).mean() > 1e-3
 
 
+def _with_nodata_corner(src_path: Path, folder: Path) -> Path:
+    """A copy of ``src_path`` whose top-left 200 x 300 px are nodata (0, declared), so nodata is really tested."""
+    folder.mkdir()
+    with rasterio.open(src_path) as src:
+        data, profile, descriptions = src.read(), src.profile, src.descriptions
+    data[:, :200, :300] = 0
+    profile.update(nodata=0)
+    path = folder / src_path.name
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    return path
+
+
 def test_generate_lulc_multi_source_scene_keeps_nodata_and_grid(cache, tmp_path):
     """The 512 px Sen1Floods11 chip: S2 L1C + S1 GRD in EPSG:4326, several tiles, nodata where S2 is 0."""
-    geomind(cache, "generate", FLOOD_S2, FLOOD_S1, "--to", "LULC", "-o", tmp_path, "--batch-size", "4", *FAST)
+    s2 = _with_nodata_corner(FLOOD_S2, tmp_path / "in")
+    geomind(cache, "generate", s2, FLOOD_S1, "--to", "LULC", "-o", tmp_path, "--batch-size", "4", *FAST)
     out = tmp_path / f"{FLOOD_S2.stem}_LULC.tif"
     same_georeferencing(out, FLOOD_S2)
-    with rasterio.open(out) as src, rasterio.open(FLOOD_S2) as s2:
+    with rasterio.open(out) as src, rasterio.open(s2) as s2:
         classes = src.read(1)
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         empty = (s2.read() == 0).all(axis=0)
-        if empty.any():
-            assert (classes[empty] == src.nodata).all()
-        assert (classes[~empty] <= 9).all()
+        assert empty[:200, :300].all() and empty.sum() < empty.size / 2
+        assert src.nodata == 0 and (classes[empty] == src.nodata).all()
+        assert (classes[~empty] <= 9).all() and len(np.unique(classes[~empty])) > 1
 
 
 def test_tokenize_then_detokenize_round_trip(cache, tmp_path):

@@ -81,3 +81,24 @@ def test_class_zero_stays_zero_when_it_is_the_nodata_class(tmp_path):
     with rasterio.open(spec.path) as dst:
         classes = dst.read(1)
     assert (classes[:, :112] == 0).all() and (classes[:, 112:] == 1).all()
+
+
+def test_inf_pixels_are_nodata_and_never_reach_the_tile_function(tmp_path):
+    data = np.full((12, 224, 224), 1000, np.float32)
+    data[:, 10:20, 10:20] = np.inf
+    data[:, 30:40, 30:40] = -np.inf
+    data[:, 50:60, 50:60] = np.nan
+    seen = []
+
+    def tile_fn(batch):
+        seen.append(all(np.isfinite(a).all() for a in batch.arrays.values()))
+        return {"out": batch.arrays["S2L2A"][:, :1]}
+
+    spec = OutputSpec("out", tmp_path / "out.tif", "continuous", ["B01"], "float32")
+    with _scene(tmp_path, data) as scene:
+        run_scene(scene, tile_fn, [spec], progress=False)
+    assert seen == [True]
+    with rasterio.open(spec.path) as dst:
+        got = dst.read(1)
+    bad = ~np.isfinite(data[0])
+    assert np.isnan(got[bad]).all() and (got[~bad] == 1000).all()
