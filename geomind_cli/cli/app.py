@@ -51,11 +51,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except OSError as exc:  # a full disk, a vanished folder (GDAL's RasterioIOError too): one line
+    except OSError as exc:  # a full disk, a vanished folder, a truncated input (GDAL's RasterioIOError too)
         if debug:
             raise
-        what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc).splitlines()[0]
-        _fail(f"{what}; check free space and the output folder, then run again", 1)
+        _fail(_io_error_line(exc), 1)
     except Exception as exc:
         import click
 
@@ -71,6 +70,20 @@ def main() -> None:
         _fail(f"interrupted by {signal.Signals(signum).name}; no partial output was left behind", 128 + signum)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _io_error_line(exc: OSError) -> str:
+    """One line for an I/O error: GDAL's real reason is in the exception it chains ("Read failed. See previous
+    exception for details." says nothing by itself)."""
+    reason, cause = str(exc), exc.__cause__ or exc.__context__
+    while cause is not None and "previous exception" in reason:
+        reason, cause = str(cause), cause.__cause__ or cause.__context__
+    if exc.strerror and exc.filename:
+        reason = f"{exc.strerror}: {exc.filename}"
+    reason = (reason.splitlines() or [type(exc).__name__])[0].rstrip(".")
+    if str(exc).startswith("Read failed"):
+        return f"reading an input failed ({reason}); it may be truncated or corrupt: check it with gdalinfo -checksum"
+    return f"{reason}; check free space and the output folder, then run again"
 
 
 def _fail(message: str, code: int):
