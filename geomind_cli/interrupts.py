@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 
 
 class Interrupted(KeyboardInterrupt):
@@ -41,6 +42,9 @@ def _raise(signum, _frame):
 def handling_signals(signals=(signal.SIGINT, signal.SIGTERM)):
     """Within this block (main thread only), ``signals`` raise :class:`Interrupted`; handlers restored after."""
     _received.clear()
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
     previous = {sig: signal.signal(sig, _raise) for sig in signals}
     try:
         yield

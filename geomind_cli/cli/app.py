@@ -42,7 +42,7 @@ def main() -> None:
             # Typer (standalone_mode=False) returns the exit code of a typer.Exit, and 130 for a KeyboardInterrupt.
             code = app(standalone_mode=False)
     except (Interrupted, KeyboardInterrupt):
-        code = None  # reported below from the signal that arrived
+        code = 130  # reported below, with the signal that arrived (SIGINT when none was caught here)
     except GeomindError as exc:
         if debug:
             raise
