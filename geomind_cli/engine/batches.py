@@ -1,8 +1,8 @@
 """Tile batches: read windows of the scene, cut tiles, mark nodata, fill it, batch; in a prefetch thread.
 
-The producer walks tile rows top to bottom and reads one window per run of up to ``batch_size`` tiles of a row
-(neighbouring tiles overlap, so this reads each pixel about once). Tiles without any valid pixel are skipped. Each
-queued item also says which tile row comes next, so the stitchers know which output rows are final.
+The producer walks tile rows top to bottom. :class:`RowBands` reads each input pixel once (the rows a tile row
+shares with the previous one stay in memory); tiles are cut from memory. Tiles without any valid pixel are skipped.
+Each queued item also says which tile row comes next, so the stitchers know which output rows are final.
 """
 
 from __future__ import annotations
@@ -124,26 +124,89 @@ def static_batches(tile_fn, batch_size: int, *, static: bool | None = None):
     return padded_fn
 
 
-def read_window(scene: Scene, y: int, x0: int, x1: int, tile: int):
-    """Per modality [C, T, x1-x0] of rows y..y+T, reflect-padded past the scene edges, and the in-scene mask."""
-    h, w = min(y + tile, scene.grid.height) - y, min(x1, scene.grid.width) - x0
-    data = scene.read(y, y + h, x0, x0 + w)
-    pad = ((0, tile - h), (0, x1 - x0 - w))
-    inside = np.zeros((tile, x1 - x0), bool)
-    inside[:h, :w] = True
-    if pad != ((0, 0), (0, 0)):
-        mode = "reflect" if min(h, w) > 1 else "edge"
-        data = {name: np.pad(a, ((0, 0), *pad), mode=mode) for name, a in data.items()}
-    return data, inside
+class RowBands:
+    """The scene's rows for one tile row after another, each input pixel read and converted once.
+
+    Tile row r covers rows ``ys[r] .. ys[r] + T`` and shares ``overlap`` rows with the previous one: those stay in
+    memory, already masked and filled, and only the rows below them are read (full width, one read per source, GDAL
+    decoding blocks in parallel). :meth:`band` gives per modality the filled values [C, T, padded width] (nodata
+    replaced by ``fills``), whether every band is finite [T, padded width], and the in-scene mask. Past the
+    bottom/right scene edges values are reflect-padded, exactly as ``np.pad`` pads the tile-row window (scenes
+    smaller than a tile take that path itself).
+    """
+
+    def __init__(self, scene: Scene, plan: TilePlan, fills: dict[str, np.ndarray]):
+        self.scene, self.plan, self.fills = scene, plan, fills
+        self.tile = plan.tile_size
+        self.width = int(plan.xs[-1]) + plan.tile_size
+        self.small = scene.grid.height < self.tile or scene.grid.width < self.tile
+        self.y = self.h = 0
+        self.values: dict[str, np.ndarray] = {}
+        self.finite: dict[str, np.ndarray] = {}
+
+    def _padded(self, y: int, h: int):
+        """The tile row read whole and padded with np.pad: the reference semantics, used for tiny scenes."""
+        w = self.scene.grid.width
+        data = self.scene.read(y, y + h, 0, w)
+        pad = ((0, self.tile - h), (0, self.width - w))
+        if pad != ((0, 0), (0, 0)):
+            mode = "reflect" if min(h, w) > 1 else "edge"
+            data = {name: np.pad(a, ((0, 0), *pad), mode=mode) for name, a in data.items()}
+        finite = {name: np.isfinite(a).all(axis=0) for name, a in data.items()}
+        # Not only NaN: one inf pixel would spread through attention over the whole tile.
+        values = {name: np.where(np.isfinite(a), a, self.fills[name]) for name, a in data.items()}
+        return values, finite
+
+    def band(self, y: int):
+        tile, w = self.tile, self.scene.grid.width
+        h = min(y + tile, self.scene.grid.height) - y
+        inside = np.zeros((tile, self.width), bool)
+        inside[:h, :w] = True
+        if self.small:
+            values, finite = self._padded(y, h)
+            return values, finite, inside
+        keep = min(h, max(0, self.y + self.h - y)) if self.values and self.y <= y else 0
+        # Only the rows not in memory yet (fresh arrays: masked and filled in place below).
+        fresh = self.scene.read(y + keep, y + h, 0, w) if keep < h else {
+            name: np.empty((c, 0, w), np.float32) for name, c in self.scene.band_counts.items()}
+        values, finite = {}, {}
+        for name, new in fresh.items():
+            buffer = np.empty((new.shape[0], tile, self.width), np.float32)
+            mask = np.empty((tile, self.width), bool)
+            if keep:
+                buffer[:, :keep] = self.values[name][:, y - self.y:y - self.y + keep]
+                mask[:keep] = self.finite[name][y - self.y:y - self.y + keep]
+            finite_new = np.isfinite(new)
+            mask[keep:h, :w] = finite_new.all(axis=0)
+            # Not only NaN: one inf pixel would spread through attention over the whole tile.
+            np.copyto(new, self.fills[name], where=~finite_new)
+            buffer[:, keep:h, :w] = new
+            if self.width > w:  # reflect the last columns (np.pad's "reflect": the edge column is not repeated)
+                reflect = w - 2 - np.arange(self.width - w)
+                buffer[:, keep:h, w:] = buffer[:, keep:h, reflect]
+                mask[keep:h, w:] = mask[keep:h, reflect]
+            values[name], finite[name] = buffer, mask
+        if h < tile:  # the last tile row: reflect the last rows, padded columns included
+            reflect = h - 2 - np.arange(tile - h)
+            for name in values:
+                values[name][:, h:] = values[name][:, reflect]
+                finite[name][h:] = finite[name][reflect]
+        self.y, self.h, self.values, self.finite = y, h, values, finite
+        return values, finite, inside
 
 
 def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool, valid_rule: str, pin: bool):
-    """Yield :class:`Item` s in tile order (row-major)."""
+    """Yield :class:`Item` s in tile order (row-major).
+
+    Masks, nodata fill and the skip test run over whole tile rows at once (numpy, each pixel once); tiles are views
+    into the row band until copied into a batch.
+    """
     tile = plan.tile_size
     alloc = _allocator(pin)
-    fills = {name: _fill_values(name, c) for name, c in scene.band_counts.items()}
+    fills = {name: _fill_values(name, c)[:, None, None] for name, c in scene.band_counts.items()}
     pending: list[tuple] = []
     skipped = 0
+    bands = RowBands(scene, plan, fills)
 
     def batch_of(tiles) -> TileBatch:
         arrays = {}
@@ -161,28 +224,26 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
 
     combine = np.logical_and if valid_rule == "all" else np.logical_or
     for r, y in enumerate(plan.ys):
-        for c0 in range(0, len(plan.xs), batch_size):
-            cols = range(c0, min(c0 + batch_size, len(plan.xs)))
-            x0 = int(plan.xs[cols[0]])
-            window, inside = read_window(scene, int(y), x0, int(plan.xs[cols[-1]]) + tile, tile)
-            for c in cols:
-                sl = slice(int(plan.xs[c]) - x0, int(plan.xs[c]) - x0 + tile)
-                tiles = {name: a[:, :, sl] for name, a in window.items()}
-                per_mod = {name: np.isfinite(a).all(axis=0) & inside[:, sl] for name, a in tiles.items()}
-                masks = list(per_mod.values())
-                valid = masks[0]
-                for m in masks[1:]:
-                    valid = combine(valid, m)
-                if skip_nodata and not valid.any():
-                    skipped += 1
-                    continue
-                # Not only NaN: one inf pixel would spread through attention over the whole tile.
-                filled = {name: np.where(np.isfinite(a), a, fills[name][:, None, None]) for name, a in tiles.items()}
-                pending.append((r, c, filled, per_mod, valid))
-                if len(pending) == batch_size:
-                    # A batch ending with the row's last tile completes that row.
-                    yield Item(batch_of(pending), r + 1 if c == len(plan.xs) - 1 else r, skipped)
-                    pending, skipped = [], 0
+        values, finite, inside = bands.band(int(y))
+        per_mod = {name: m & inside for name, m in finite.items()}
+        masks = list(per_mod.values())
+        valid = masks[0]
+        for m in masks[1:]:
+            valid = combine(valid, m)
+        # Whether each tile has a valid pixel, from per-column flags: one pass over the row for all its tiles.
+        counts = np.concatenate([[0], np.cumsum(valid.any(axis=0))])
+        has_data = counts[plan.xs + tile] > counts[plan.xs]
+        for c, x in enumerate(plan.xs):
+            if skip_nodata and not has_data[c]:
+                skipped += 1
+                continue
+            sl = slice(int(x), int(x) + tile)
+            pending.append((r, c, {name: a[:, :, sl] for name, a in values.items()},
+                            {name: m[:, sl] for name, m in per_mod.items()}, valid[:, sl]))
+            if len(pending) == batch_size:
+                # A batch ending with the row's last tile completes that row.
+                yield Item(batch_of(pending), r + 1 if c == len(plan.xs) - 1 else r, skipped)
+                pending, skipped = [], 0
         if not pending:
             yield Item(None, r + 1, skipped)
             skipped = 0

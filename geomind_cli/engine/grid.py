@@ -1,13 +1,16 @@
 """The target grid and the alignment of every input file onto it.
 
-All inputs are resampled on the fly onto one :class:`Grid` (default: the finest-resolution optical input) through
-GDAL warped VRTs: bilinear for continuous data, nearest for categorical layers and for inputs already on the grid's
-pixel lattice (an exact copy then). Warped values are float32 with NaN for nodata and for pixels outside an input.
+All inputs are aligned on the fly onto one :class:`Grid` (default: the finest-resolution optical input). A file
+already on the grid's pixel lattice (same CRS and resolution, whole-pixel offset, nodata as its only mask) is read
+directly, with GDAL decoding its blocks in several threads; any other file goes through a GDAL warped VRT: bilinear
+for continuous data, nearest for categorical layers. Values are float32 with NaN for nodata and for pixels outside
+an input; :func:`~geomind_cli.engine.sources.to_physical` turns file values into physical ones.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 
@@ -17,13 +20,13 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import Interleaving, MaskFlags, Resampling
 from rasterio.errors import CRSError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
-from geomind_cli.engine.sources import FileBands, ResolvedSource
+from geomind_cli.engine.sources import FileBands, ResolvedSource, to_physical
 from geomind_cli.errors import InputError
 
 OPTICAL = ("S2L2A", "S2L1C", "RGB")
@@ -129,10 +132,26 @@ def _overlaps(dataset, grid: Grid) -> bool:
     return left < g_right and right > g_left and bottom < g_top and top > g_bottom
 
 
-class RasterLayer:
-    """Some bands of one file, warped onto the grid: read windows as float32 with NaN for nodata.
+def _nodata_only_masks(dataset, bands) -> bool:
+    """True when the selected bands have no mask but their nodata value (no alpha, no internal mask band)."""
+    flags = dataset.mask_flag_enums
+    return all(set(flags[b - 1]) <= {MaskFlags.all_valid, MaskFlags.nodata} for b in bands)
 
-    The VRT is opened lazily once per thread (GDAL datasets must not be shared between threads).
+
+def decode_threads() -> int:
+    """Threads GDAL may use to decode the blocks of one read (GEOMIND_DECODE_THREADS, else the usable cores)."""
+    value = os.environ.get("GEOMIND_DECODE_THREADS")
+    if value:
+        return max(1, int(value))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class RasterLayer:
+    """Some bands of one file on the grid: read windows as float32 with NaN for nodata.
+
+    A file on the grid's lattice is read directly (``direct``: no warper; blocks decoded in several threads);
+    any other through a warped VRT. Datasets open lazily once per thread (GDAL datasets must not be shared
+    between threads).
     """
 
     def __init__(self, fb: FileBands, grid: Grid, *, categorical: bool, to_db: bool):
@@ -142,6 +161,16 @@ class RasterLayer:
                 raise InputError(f"{fb.path} does not overlap the target grid; check the inputs and --bounds/--crs.")
             exact = _on_lattice(dataset, grid)
             self.scale = _kernel_scale(dataset, grid)
+            self.direct = exact and _nodata_only_masks(dataset, fb.file_bands)
+            # Grid pixel (row, col) is file pixel (row + row_off, col + col_off) when direct.
+            col, row = ~dataset.transform @ (grid.transform.c, grid.transform.f)
+            self.row_off, self.col_off = int(round(row)), int(round(col))
+            self.file_shape = (dataset.height, dataset.width)
+            # One row of the file's blocks, every band GDAL decodes with them (all of a pixel-interleaved block):
+            # the rows of consecutive tile rows straddle block rows, which must stay cached to be decoded once.
+            decoded = dataset.count if dataset.interleaving != Interleaving.band else self.count
+            self.block_row_bytes = (decoded * dataset.block_shapes[0][0] * dataset.width
+                                    * np.dtype(dataset.dtypes[0]).itemsize)
         self.resampling = Resampling.nearest if (categorical or exact) else Resampling.bilinear
         self._local = threading.local()
 
@@ -156,6 +185,10 @@ class RasterLayer:
     @property
     def count(self) -> int:
         return len(self.fb.file_bands)
+
+    def cache_bytes(self) -> int:
+        """GDAL block cache this layer needs so that reading the scene top to bottom decodes each block once."""
+        return self.block_row_bytes
 
     def _vrt(self) -> WarpedVRT:
         vrt = getattr(self._local, "vrt", None)
@@ -172,19 +205,34 @@ class RasterLayer:
             self._local.src, self._local.vrt = src, vrt
         return vrt
 
-    def convert(self, data: np.ndarray) -> np.ndarray:
-        """Raw warped values [c, h, w] -> physical units (baseline offset added, S1 power to dB)."""
-        if any(self.fb.offsets):
-            data += np.asarray(self.fb.offsets, dtype=np.float32)[:, None, None]
-        if self.to_db:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                data = np.where(data > 0, 10.0 * np.log10(data), np.nan).astype(np.float32)
-        return data
+    def _file(self):
+        src = getattr(self._local, "file", None)
+        if src is None:
+            # NUM_THREADS: GDAL decodes the blocks of one read in parallel (GeoTIFF, GDAL >= 3.6).
+            src = rasterio.open(self.fb.path, NUM_THREADS=str(decode_threads()))
+            self._local.file = src
+        return src
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """float32 [c, y1-y0, x1-x0] of grid rows y0:y1, columns x0:x1 (inside the grid)."""
-        data = self._vrt().read(list(self.fb.file_bands), window=Window(x0, y0, x1 - x0, y1 - y0))
-        return self.convert(data)
+        if not self.direct:
+            data = self._vrt().read(list(self.fb.file_bands), window=Window(x0, y0, x1 - x0, y1 - y0))
+            return to_physical(self.fb, data, to_db=self.to_db)
+        # Direct read: the part of the window inside the file, NaN around it (as the warper would give).
+        fy0, fy1 = max(0, y0 + self.row_off), min(self.file_shape[0], y1 + self.row_off)
+        fx0, fx1 = max(0, x0 + self.col_off), min(self.file_shape[1], x1 + self.col_off)
+        if fy1 <= fy0 or fx1 <= fx0:
+            return np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32)
+        raw = self._file().read(list(self.fb.file_bands), window=Window(fx0, fy0, fx1 - fx0, fy1 - fy0))
+        nodata = self.fb.nodata
+        mask = None if nodata is None else (np.isnan(raw) if np.isnan(nodata) else raw == nodata)
+        if raw.shape[1:] == (y1 - y0, x1 - x0):
+            return to_physical(self.fb, raw, to_db=self.to_db, nodata_mask=mask)
+        out = np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32)
+        oy, ox = fy0 - self.row_off - y0, fx0 - self.col_off - x0
+        out[:, oy:oy + raw.shape[1], ox:ox + raw.shape[2]] = to_physical(self.fb, raw, to_db=self.to_db,
+                                                                          nodata_mask=mask)
+        return out
 
     def to_dataarray(self, chunks) -> xr.DataArray:
         """The same values as a lazy dask DataArray [band, y, x] with the grid's CRS and transform."""
@@ -202,6 +250,10 @@ class RasterLayer:
             vrt.close()
             self._local.src.close()
             self._local.vrt = None
+        src = getattr(self._local, "file", None)
+        if src is not None:
+            src.close()
+            self._local.file = None
 
 
 class ArrayLayer:
@@ -215,10 +267,14 @@ class ArrayLayer:
         return self.array.shape[0]
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        return np.asarray(self.array[:, y0:y1, x0:x1].values, dtype=np.float32)
+        # Always a copy: the reader masks and fills what it gets in place, never the caller's array.
+        return np.array(self.array[:, y0:y1, x0:x1].values, dtype=np.float32)
 
     def to_dataarray(self, chunks) -> xr.DataArray:
         return self.array.astype("float32")
+
+    def cache_bytes(self) -> int:
+        return 0
 
     def close(self):
         pass

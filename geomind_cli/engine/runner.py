@@ -27,11 +27,9 @@ from geomind_cli.engine.outputs import OutputSpec
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import make_stitcher
 from geomind_cli.engine.tiling import DEFAULT_OVERLAP, plan_tiles
-from geomind_cli.engine.writer import RasterWriter, check_writable, open_writer
+from geomind_cli.engine.writer import STREAM_CACHE_BYTES, RasterWriter, check_writable, open_writer
 
 TileFn = Callable[[TileBatch], dict]
-# GDAL block cache while streaming (rasterio passes integers to GDAL as bytes, not MB): written blocks must not pile up.
-STREAM_CACHE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -66,7 +64,7 @@ def _progress(enabled: bool, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(
-        TextColumn("[bold]tiles"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
         console=Console(stderr=True), transient=False,
     )
@@ -157,13 +155,14 @@ class _Outputs:
             for key, row0, rows in self.stitchers[spec.name].pop(next_tile_row):
                 self.writers[(spec.name, key)].write_rows(row0, rows)
 
-    def finish(self) -> list[str]:
+    def finish(self, bar=None) -> list[str]:
+        """Flush the last rows and finish every file (COG layout, overviews); ``bar``: a rich Progress to show it."""
         for spec in self.specs:  # every tile was skipped: still write all-nodata outputs
             self.ensure(spec, spec.channels or 1)
         self.flush(len(self.plan.ys))
         self.stitchers.clear()  # free the row bands before GDAL builds the COGs
         for writer in self.writers.values():
-            writer.finish()
+            writer.finish(progress=_finish_progress(bar, writer.path.name))
         for writer in self.writers.values():
             writer.commit()
         return [str(w.path) for w in self.writers.values()]
@@ -171,6 +170,18 @@ class _Outputs:
     def abort(self):
         for writer in self.writers.values():
             writer.abort()
+
+
+def _finish_progress(bar, name: str):
+    """A ``progress(done_bytes, total_bytes)`` callback drawing a "finishing NAME" line on ``bar`` (None: none)."""
+    if bar is None:
+        return None
+    task = bar.add_task(f"finishing {name} (MB)", total=None, rate="")
+
+    def update(done: int, total: int):
+        bar.update(task, completed=done // 2**20, total=max(1, total // 2**20))
+
+    return update
 
 
 _END = object()
@@ -193,23 +204,22 @@ class _WriteBehind:
         self.thread.start()
 
     def _run(self):
-        # GDAL configuration set by rasterio.Env is per thread: this thread streams with the same small cache.
-        with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES):
-            while not self.stopping.is_set():
-                try:
-                    item = self.queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    return
-                batch, arrays, next_tile_row = item
-                try:
-                    if batch is not None:
-                        self.state.add(batch, arrays)
-                    self.state.flush(next_tile_row)
-                except BaseException as error:  # re-raised in the calling thread
-                    self.error = error
-                    return
+        # GDAL's block cache size is process-wide: run_scene sets it for the reader and this thread together.
+        while not self.stopping.is_set():
+            try:
+                item = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            batch, arrays, next_tile_row = item
+            try:
+                if batch is not None:
+                    self.state.add(batch, arrays)
+                self.state.flush(next_tile_row)
+            except BaseException as error:  # re-raised in the calling thread
+                self.error = error
+                return
 
     def _put(self, item):
         while True:
@@ -265,7 +275,8 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
     bar = _progress(progress, len(plan))
     processed = skipped = 0
     prefetcher = writer = None
-    with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES):
+    # GDAL's block cache is one for the process: the writers' streaming share plus a block row of every input.
+    with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES + scene.read_cache_bytes()):
         try:
             for spec in outputs:
                 if spec.channels is not None:
@@ -292,7 +303,7 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
                     bar.update(0, completed=processed + skipped, rate=f"{processed / max(elapsed, 1e-9):.1f} tiles/s")
             if writer is not None:
                 writer.close()
-            paths = state.finish()
+            paths = state.finish(bar)
         except BaseException:
             if prefetcher is not None:
                 prefetcher.stop()

@@ -72,11 +72,20 @@ class Scene:
         """Per modality float32 [C, y1-y0, x1-x0] of the window (inside the grid), NaN where nodata."""
         out = {}
         for name, parts in self._parts.items():
+            if len(parts) == 1 and parts[0].targets == tuple(range(self.band_counts[name])):
+                out[name] = parts[0].layer.read(y0, y1, x0, x1)  # one file in band order: no copy
+                continue
             data = np.empty((self.band_counts[name], y1 - y0, x1 - x0), np.float32)
             for part in parts:
                 data[list(part.targets)] = part.layer.read(y0, y1, x0, x1)
             out[name] = data
         return out
+
+    def read_cache_bytes(self) -> int:
+        """GDAL block cache that reading the scene top to bottom needs to decode each block once (one block row of
+        every file), at most 1 GB."""
+        need = sum(part.layer.cache_bytes() for parts in self._parts.values() for part in parts)
+        return min(need, 2**30)
 
     def describe(self) -> dict:
         """What ``geomind info`` prints: the grid and, per source file, modality, bands, CRS, resolution, size, nodata."""

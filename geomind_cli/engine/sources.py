@@ -95,6 +95,24 @@ class ResolvedSource:
     info: list[dict] = field(default_factory=list)  # per file: crs, res, size, nodata, descriptions (for `info`)
 
 
+def to_physical(fb: FileBands, data: np.ndarray, *, to_db: bool, nodata_mask: np.ndarray | None = None) -> np.ndarray:
+    """Values of ``fb``'s bands [c, h, w] as read (float32, or raw file values) -> float32 physical values.
+
+    The one place where file values become what the model sees: nodata becomes NaN (``nodata_mask``, where the
+    reader found the file's nodata value; a warped read has already turned it into NaN), the Sentinel-2 baseline
+    offset is added, Sentinel-1 linear power becomes dB. Works on any block of rows, in place when it can.
+    """
+    data = data.astype(np.float32, copy=False)
+    if nodata_mask is not None:
+        data[nodata_mask] = np.nan
+    if any(fb.offsets):
+        data += np.asarray(fb.offsets, dtype=np.float32)[:, None, None]
+    if to_db:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data = np.where(data > 0, 10.0 * np.log10(data), np.nan).astype(np.float32)
+    return data
+
+
 def _names(paths: list[Path]) -> str:
     return paths[0].name if len(paths) == 1 else f"{paths[0].name} and {len(paths) - 1} more files"
 

@@ -82,7 +82,8 @@ class ZarrWriter:
         region = {"band": slice(None), "y": slice(row0, row0 + block.shape[1]), "x": slice(None)}
         xr.Dataset({self.name: (("band", "y", "x"), block)}).to_zarr(self.partial, region=region, consolidated=False)
 
-    def finish(self):
+    def finish(self, progress=None):
+        """Write the last rows (every chunk is final as soon as it is written: nothing else to do)."""
         self.rows.close()
 
     def commit(self) -> Path:

@@ -1,0 +1,285 @@
+"""Whole scenes at full speed: everything around the model against its limit, side by side in one process.
+
+Four measurements, each a ratio of two timings taken in the same run on the same generated files:
+
+1. ``engine``: raw decode of the input (every block read once, one GDAL thread) against ``run_scene`` with a free
+   tile function (it only slices its input into an 8-band grid output), as tiles/s, with 1 decode thread and with
+   all cores;
+2. ``embed``: the embed task end to end (read, model, stitch, COG) against the same model alone on the same number
+   of tiles (random weights, CPU);
+3. ``finish``: finishing a float32 grid output (overviews, COG layout) against writing the same bytes once into a
+   tiled GeoTIFF with the COG's compression;
+4. peak RSS of each run (Linux VmHWM, reset before each run).
+
+    .venv/bin/python benchmarks/bench_scene_throughput.py --out benchmarks/results/scene_throughput.json
+    .venv/bin/python benchmarks/bench_scene_throughput.py --quick     # small sizes, a minute
+
+Prints a table and writes JSON with the command, machine, date and versions. Targets (issue #13): engine >= 0.8 x
+raw decode, embed end to end <= 1.25 x the model time, finishing <= 2 x one write, peak RSS < 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import cpu_model, log, usable_cores  # noqa: E402
+
+TILE, OVERLAP = 224, 64
+
+
+def reset_peak_rss():
+    """Linux: reset the process's peak resident set (VmHWM) so each run reports its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_input(path: Path, size: int, *, seed: int = 0) -> Path:
+    """A ``size`` px 12-band uint16 S2L2A-like GeoTIFF, DEFLATE, 512 px tiles, written in row chunks."""
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    profile = dict(driver="GTiff", height=size, width=size, count=12, dtype="uint16", nodata=0,
+                   crs=CRS.from_epsg(32633), transform=Affine(10, 0, 300000, 0, -10, 5000000), tiled=True,
+                   blockxsize=512, blockysize=512, compress="DEFLATE")
+    x = np.arange(size, dtype=np.float32)[None, :]
+    with rasterio.open(path, "w", num_threads="ALL_CPUS", **profile) as dst:
+        for y0 in range(0, size, 512):
+            h = min(512, size - y0)
+            y = np.arange(y0, y0 + h, dtype=np.float32)[:, None]
+            base = np.sin(x / 37.0) * np.cos(y / 53.0)
+            block = np.empty((12, h, size), np.uint16)
+            for band in range(12):
+                noise = rng.normal(0, 80, (h, size)).astype(np.float32)
+                block[band] = np.clip(1500 + 200 * band + 700 * base + noise, 1, 10000)
+            dst.write(block, window=Window(0, y0, size, h))
+    return path
+
+
+def raw_decode_s(path: Path) -> float:
+    """Read every block of the file once, one thread."""
+    start = time.perf_counter()
+    with rasterio.Env(GDAL_NUM_THREADS=1), rasterio.open(path) as src:
+        for _, window in src.block_windows(1):
+            src.read(window=window)
+    return time.perf_counter() - start
+
+
+def engine_run(path: Path, out_dir: Path, threads: int) -> dict:
+    from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, run_scene
+
+    os.environ["GEOMIND_DECODE_THREADS"] = str(threads)
+    spec = OutputSpec("free", out_dir / "free.tif", "grid", [f"b{i}" for i in range(8)], "float32",
+                      nodata=float("nan"))
+
+    def free(batch):  # slices only: the cost is the engine's
+        return {"free": batch.arrays["S2L2A"][:, :8, ::16, ::16]}
+
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        summary = run_scene(scene, free, [spec], tile_size=TILE, overlap=OVERLAP, batch_size=16, overwrite=True,
+                            progress=False)
+    return {"tiles": summary.processed, "seconds": summary.seconds}
+
+
+def bench_engine(path: Path, size: int, out_dir: Path) -> list[dict]:
+    from geomind_cli.engine.tiling import plan_tiles
+
+    tiles = len(plan_tiles(size, size, tile_size=TILE, overlap=OVERLAP))
+    rows = []
+    for threads in sorted({1, usable_cores()}):
+        reset_peak_rss()
+        raw = raw_decode_s(path)
+        raw_rss = peak_rss_mb()
+        reset_peak_rss()
+        run = engine_run(path, out_dir, threads)
+        rss = peak_rss_mb()
+        row = {"case": f"engine {size} px, {threads} decode thread(s)", "tiles": tiles, "raw_decode_s": round(raw, 2),
+               "raw_tiles_per_s": round(tiles / raw, 1), "engine_s": run["seconds"],
+               "engine_tiles_per_s": round(run["tiles"] / run["seconds"], 1),
+               "ratio": round((run["tiles"] / run["seconds"]) / (tiles / raw), 3), "target": ">= 0.8",
+               "peak_rss_mb": round(max(rss, raw_rss), 1)}
+        log(f"{row}")
+        rows.append(row)
+    return rows
+
+
+def bench_embed(path: Path, size: str, out_dir: Path, batch: int, repeats: int) -> dict:
+    import torch
+
+    from bench_cases import TILE as T
+    from geomind_cli.engine import SourceSpec, open_scene, run_scene
+    from geomind_cli.tasks.base import release_models
+    from geomind_cli.tasks.embed import EmbedOptions, embed_task
+    from geomind_cli.tasks.runtime import Runtime
+
+    runtime = Runtime.resolve(device="cpu", precision="auto", compile=False, weights="random")
+    reset_peak_rss()
+    task = embed_task(["S2L2A"], EmbedOptions(size=size), runtime, out_dir / f"embed_{size}.tif", overwrite=True)
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        # Model alone: the task's own tile function on tiles already in memory (standardization included).
+        from geomind_cli.engine.batches import TileBatch
+
+        x = np.random.default_rng(0).uniform(500, 4000, (batch, 12, T, T)).astype(np.float32)
+        fake = TileBatch(arrays={"S2L2A": x}, valid=np.ones((batch, T, T), bool), rows=np.zeros(batch, int),
+                         cols=np.zeros(batch, int), tile_rows=np.zeros(batch, int), tile_cols=np.zeros(batch, int))
+        task.tile_fn(fake)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            task.tile_fn(fake)
+        model_tiles_per_s = repeats * batch / (time.perf_counter() - start)
+        summary = run_scene(scene, task.tile_fn, task.outputs, tile_size=TILE, overlap=OVERLAP, batch_size=batch,
+                            overwrite=True, progress=False)
+    rss = peak_rss_mb()
+    del task
+    release_models()
+    model_s = summary.processed / model_tiles_per_s
+    row = {"case": f"embed {size}, CPU, batch {batch}", "tiles": summary.processed, "threads": torch.get_num_threads(),
+           "model_tiles_per_s": round(model_tiles_per_s, 2), "model_s": round(model_s, 2),
+           "end_to_end_s": summary.seconds, "ratio": round(summary.seconds / model_s, 3), "target": "<= 1.25",
+           "peak_rss_mb": round(rss, 1)}
+    log(f"{row}")
+    return row
+
+
+def bench_finish(width: int, count: int, out_dir: Path) -> dict:
+    """Stream a [count, width, width] float32 grid output through the writer; time finishing against one write."""
+    from geomind_cli.engine.grid import Grid
+    from geomind_cli.engine.writer import STREAM_CACHE_BYTES, RasterWriter
+
+    grid = Grid(CRS.from_epsg(32633), Affine(160, 0, 300000, 0, -160, 5000000), width, width)
+    rng = np.random.default_rng(0)
+    # Embedding-like values: smooth along x, different per band (compressible as real features roughly are).
+    chunk = np.cumsum(rng.standard_normal((count, 16, width)).astype(np.float32) * 0.1, axis=2)
+    path = out_dir / f"finish_{count}.tif"
+    path.unlink(missing_ok=True)
+    reset_peak_rss()
+    with rasterio.Env(GDAL_CACHEMAX=STREAM_CACHE_BYTES):
+        writer = RasterWriter(path, grid=grid, count=count, dtype="float32", nodata=float("nan"),
+                              descriptions=[f"f{i}" for i in range(count)], overview_resampling="NEAREST")
+        start = time.perf_counter()
+        for row0 in range(0, width, 16):
+            h = min(16, width - row0)
+            writer.write_rows(row0, chunk[:, :h] + row0)
+    stream_s = time.perf_counter() - start
+    start = time.perf_counter()
+    writer.finish()
+    writer.commit()
+    finish_s = time.perf_counter() - start
+    rss = peak_rss_mb()
+    # The same bytes written once, with the COG's compression, tile side and interleaving.
+    once = out_dir / f"once_{count}.tif"
+    block = writer.layout.block
+    profile = dict(driver="GTiff", width=width, height=width, count=count, dtype="float32", crs=grid.crs,
+                   transform=grid.transform, nodata=float("nan"), tiled=True, blockxsize=block, blockysize=block,
+                   compress="DEFLATE", zlevel=6, predictor=3, interleave="pixel", bigtiff="IF_SAFER",
+                   num_threads=writer.layout.threads)
+    start = time.perf_counter()
+    with rasterio.Env(GDAL_CACHEMAX=writer.layout.cache_bytes), rasterio.open(once, "w", **profile) as dst:
+        for row0 in range(0, width, block):
+            h = min(block, width - row0)
+            rows = np.concatenate([chunk[:, :min(16, h - k)] + row0 + k for k in range(0, h, 16)], axis=1)
+            dst.write(rows, window=Window(0, row0, width, h))
+    once_s = time.perf_counter() - start
+    once.unlink()
+    size_mb = path.stat().st_size / 2**20
+    path.unlink()
+    row = {"case": f"finish {width} x {width} x {count} float32", "block": block, "stream_s": round(stream_s, 2),
+           "finish_s": round(finish_s, 2), "write_once_s": round(once_s, 2), "ratio": round(finish_s / once_s, 3),
+           "target": "<= 2", "cog_mb": round(size_mb, 1), "peak_rss_mb": round(rss, 1)}
+    log(f"{row}")
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| case | measured | limit | ratio (target) | peak RSS MB |", "|---|---|---|---|---|"]
+    for r in rows:
+        if r["case"].startswith("engine"):
+            measured, limit = f"{r['engine_tiles_per_s']} tiles/s", f"raw decode {r['raw_tiles_per_s']} tiles/s"
+        elif r["case"].startswith("embed"):
+            measured, limit = f"{r['end_to_end_s']} s ({r['tiles']} tiles)", f"model alone {r['model_s']} s"
+        else:
+            measured, limit = f"finish {r['finish_s']} s", f"one write {r['write_once_s']} s"
+        lines.append(f"| {r['case']} | {measured} | {limit} | {r['ratio']} ({r['target']}) | {r['peak_rss_mb']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 10980], help="engine scene sides (px)")
+    parser.add_argument("--embed-size", type=int, default=2048, help="embed scene side (px)")
+    parser.add_argument("--embed-models", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--finish", nargs="+", default=["750x192", "686x768"], help="WIDTHxBANDS grid outputs")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["engine", "embed", "finish"])
+    parser.add_argument("--quick", action="store_true", help="small sizes: 2048 px engine, 1024 px embed (tiny), "
+                                                             "300x192 finish")
+    parser.add_argument("--data", type=Path, default=None, help="folder for the generated inputs (kept, reused)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results path")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.embed_size, args.embed_models, args.finish = [2048], 1024, ["tiny"], ["300x192"]
+    warnings.simplefilter("ignore")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="geomind-bench-") as tmp:
+        out_dir = Path(tmp)
+        data = args.data or out_dir
+        data.mkdir(parents=True, exist_ok=True)
+        if "engine" not in args.skip:
+            for size in args.sizes:
+                log(f"writing the {size} px input")
+                path = write_input(data / f"scene_{size}.tif", size)
+                rows += bench_engine(path, size, out_dir)
+        if "embed" not in args.skip:
+            path = write_input(data / f"scene_{args.embed_size}.tif", args.embed_size)
+            from bench_common import random_weights_cache
+
+            for size in args.embed_models:
+                with random_weights_cache(size):
+                    rows.append(bench_embed(path, size, out_dir, args.batch, repeats=4))
+        if "finish" not in args.skip:
+            for case in args.finish:
+                width, count = (int(v) for v in case.split("x"))
+                rows.append(bench_finish(width, count, out_dir))
+    import torch
+
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model(), "cores": usable_cores(), "gdal": rasterio.__gdal_version__,
+                    "torch": torch.__version__, "note": "shared with other work; compare ratios, not times"},
+        "results": rows,
+    }
+    print(table(rows))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
