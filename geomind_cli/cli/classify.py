@@ -32,9 +32,9 @@ def classify(
     `geomind classify scenes/*.tif --checkpoint eurosat.ckpt -o grids/` (a re-run skips the grids already complete).
     """
     from geomind_cli.tasks.classify import classify_task
-    from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
+    from geomind_cli.tasks.inputs import batch_output, group_scenes
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.segment import SegmentOptions
+    from geomind_cli.tasks.segment import SegmentOptions, finetune_scene
 
     groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=run.each)
     runtime = run.runtime()
@@ -43,7 +43,7 @@ def classify(
 
     def items():
         for group in groups:
-            scene = open_inputs(group.sources, from_)
+            scene = finetune_scene(group.sources, from_, config, checkpoint, runtime, opts.tim)
             out = batch_output(output, len(groups), f"{group.stem}_classes.tif")
             yield scene, classify_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
                                        overwrite=run.task_overwrite(batch))

@@ -43,9 +43,9 @@ def segment(
     scenes: `geomind segment scenes/*.tif --checkpoint best.ckpt -o maps/ --cluster local` (one map per scene; a
     re-run skips the maps already complete).
     """
-    from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
+    from geomind_cli.tasks.inputs import batch_output, group_scenes
     from geomind_cli.tasks.run import execute
-    from geomind_cli.tasks.segment import SegmentOptions, segment_task
+    from geomind_cli.tasks.segment import SegmentOptions, finetune_scene, segment_task
 
     groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=run.each)
     runtime = run.runtime()
@@ -54,7 +54,7 @@ def segment(
 
     def items():
         for group in groups:
-            scene = open_inputs(group.sources, from_)
+            scene = finetune_scene(group.sources, from_, config, checkpoint, runtime, opts.tim)
             out = batch_output(output, len(groups), f"{group.stem}_segmentation.tif")
             yield scene, segment_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
                                       overwrite=run.task_overwrite(batch))

@@ -63,10 +63,16 @@ class Scene:
                       for p in parts for i, t in enumerate(p.targets)]
             pieces.sort(key=lambda item: item[0])
             array = xr.concat([piece.drop_vars("band", errors="ignore") for _, piece in pieces], dim="band")
-            bands = list(MODALITIES[name].bands) if name in MODALITIES else list(range(len(pieces)))
+            bands = self._band_names(name) or list(range(len(pieces)))
             array = array.assign_coords(band=bands)
             out[name] = array.rio.write_crs(self.grid.crs).rio.write_transform(self.grid.transform)
         return out
+
+    def _band_names(self, name: str) -> list[str] | None:
+        for source in self._sources:
+            if source.modality == name:
+                return list(source.spec.layout.bands if source.spec.layout else MODALITIES[name].bands)
+        return list(MODALITIES[name].bands) if name in MODALITIES else None
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> dict[str, np.ndarray]:
         """Per modality float32 [C, y1-y0, x1-x0] of the window (inside the grid), NaN where nodata."""
@@ -92,7 +98,7 @@ class Scene:
         left, bottom, right, top = self.grid.bounds
         files = []
         for source in self._sources:
-            bands = list(MODALITIES[source.modality].band_ids or MODALITIES[source.modality].bands)
+            bands = list(source.bands)
             for info, fb in zip(source.info, source.files):
                 files.append({**info, "modality": source.modality,
                               "bands": [bands[t] for t in fb.targets], "s1_linear_to_db": source.to_db,

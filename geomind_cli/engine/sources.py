@@ -18,6 +18,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from geomind_cli.errors import InputError, ModalityError
+from geomind_cli.facts.layouts import BandLayout, pretrained_layout
 from geomind_cli.facts.modalities import MODALITIES, get_modality
 
 S1_MODALITIES = ("S1GRD", "S1RTC")
@@ -33,7 +34,9 @@ class SourceSpec:
 
     ``bands`` names the file bands in file order (band ids like ``B02`` or TerraMind names like ``BLUE``/``VV``), for
     files without band descriptions. ``nodata`` overrides the files' nodata value. ``s1_units`` says whether
-    Sentinel-1 values are linear power or dB (default: detected from the values).
+    Sentinel-1 values are linear power or dB (default: detected from the values). ``layout``: the bands a model
+    wants from this source when they are not a pre-trained modality's full set (a fine-tune's band subset or new
+    modality); it names the source (``modality`` is its name).
     """
 
     paths: list[Path]
@@ -41,34 +44,55 @@ class SourceSpec:
     bands: list[str] | None = None
     nodata: float | None = None
     s1_units: Literal["db", "linear"] | None = None
+    layout: BandLayout | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "paths", [Path(p) for p in self.paths])
         if not self.paths:
             raise InputError("An input source needs at least one file.")
-        if self.modality is not None:
-            object.__setattr__(self, "modality", get_modality(self.modality).name)
+        if self.layout is not None:
+            object.__setattr__(self, "modality", self.layout.name)
+        elif self.modality is not None:
+            try:
+                object.__setattr__(self, "modality", get_modality(self.modality).name)
+            except ModalityError:
+                pass  # a name only a model's layout knows (a new modality); resolve_source says if none does
         if self.s1_units not in (None, "db", "linear"):
             raise InputError(f"Sentinel-1 units must be 'db' or 'linear', not {self.s1_units!r}.")
 
     @classmethod
-    def parse(cls, text: str) -> "SourceSpec":
+    def parse(cls, text: str, layouts: dict[str, BandLayout] | None = None) -> "SourceSpec":
         """Parse the CLI's ``FILE[,FILE...][:MODALITY]`` syntax (``scene.tif``, ``scene.tif:S1GRD``, ``b02.tif,b03.tif:S2L2A``).
 
-        The suffix after the last colon is taken as a modality only when it names one, so paths containing colons
-        (``/vsicurl/https://...``) still work.
+        The suffix after the last colon is taken as a modality when it names one, or when the files before it exist
+        (a new modality of a fine-tune: ``ndvi.tif:NDVI_S2``), so paths containing colons (``/vsicurl/https://...``)
+        still work. ``layouts``: the inputs a model takes, by name; a source named by one of them (exactly, or by
+        a pre-trained modality's alias) gets that layout.
         """
+        layouts = layouts or {}
         modality = None
         head, sep, tail = text.rpartition(":")
         if sep and tail and "/" not in tail:
+            if tail in layouts:
+                return cls(paths=_split_paths(head), layout=layouts[tail])
             try:
                 modality = get_modality(tail).name
                 text = head
             except ModalityError:
-                if not Path(text).exists():
+                if Path(text).exists():
+                    pass
+                elif tail.replace("_", "").isalnum() and all(p.exists() for p in _split_paths(head)):
+                    modality, text = tail, head
+                else:
                     raise
-        paths = [Path(p) for p in text.split(",") if p]
+        paths = _split_paths(text)
+        if modality in layouts:
+            return cls(paths=paths, layout=layouts[modality])
         return cls(paths=paths, modality=modality)
+
+
+def _split_paths(text: str) -> list[Path]:
+    return [Path(p) for p in text.split(",") if p]
 
 
 @dataclass(frozen=True)
@@ -85,7 +109,7 @@ class FileBands:
 
 @dataclass(frozen=True)
 class ResolvedSource:
-    """A source with its modality decided and every TerraMind band located in a file."""
+    """A source with its modality decided and every band of its layout located in a file."""
 
     spec: SourceSpec
     modality: str
@@ -93,6 +117,7 @@ class ResolvedSource:
     to_db: bool  # Sentinel-1 values are linear power and must be turned into dB
     categorical: bool
     info: list[dict] = field(default_factory=list)  # per file: crs, res, size, nodata, descriptions (for `info`)
+    bands: tuple[str, ...] = ()  # the layout's band names, in order (band ids for Sentinel-2 when it has them)
 
 
 def to_physical(fb: FileBands, data: np.ndarray, *, to_db: bool, nodata_mask: np.ndarray | None = None) -> np.ndarray:
@@ -145,14 +170,15 @@ def _band_index(modality: str) -> dict[str, int]:
     return index
 
 
-def _file_band_names(path: Path, dataset) -> list[str | None]:
-    """Band names of a file from its descriptions, else (single-band files) from the file-name suffix."""
+def _file_band_names(path: Path, dataset, extra: frozenset[str] = frozenset()) -> list[str | None]:
+    """Band names of a file from its descriptions, else (single-band files) from the file-name suffix.
+    ``extra``: band names a layout knows besides the pre-trained modalities' (upper case)."""
     names = [normalise_band_name(d) for d in dataset.descriptions]
     if dataset.count == 1 and names[0] is None:
         suffix = path.stem.rsplit("_", 1)[-1]
         names = [normalise_band_name(suffix)]
     known = {n for m in MODALITIES.values() for n in (*(b.upper() for b in m.bands), *m.band_ids)}
-    known |= {"ELEVATION", "HEIGHT"}
+    known |= {"ELEVATION", "HEIGHT"} | extra
     return [n if n in known else None for n in names]
 
 
@@ -255,13 +281,15 @@ def _linear_sample(files: list[FileBands]) -> bool:
 
 
 def resolve_source(spec: SourceSpec, *, categorical: set[str] = frozenset({"LULC"})) -> ResolvedSource:
-    """Open every file of a source, decide its modality and locate each TerraMind band (1-based file band index)."""
+    """Open every file of a source, decide its modality and locate each band of its layout (1-based file band
+    index): the pre-trained modality's bands, or ``spec.layout``'s."""
+    extra = frozenset(b.upper() for b in spec.layout.bands) if spec.layout is not None else frozenset()
     per_file = []
     for path in spec.paths:
         with _open(path) as dataset:
             if dataset.crs is None:
                 raise InputError(f"{path} has no coordinate reference system; georeference it (e.g. gdal_edit.py -a_srs).")
-            names = _file_band_names(path, dataset)
+            names = _file_band_names(path, dataset, extra)
             info = {
                 "path": str(path), "crs": dataset.crs.to_string(), "res": list(dataset.res),
                 "size": [dataset.width, dataset.height], "count": dataset.count, "dtype": dataset.dtypes[0],
@@ -288,27 +316,35 @@ def resolve_source(spec: SourceSpec, *, categorical: set[str] = frozenset({"LULC
             f"Cannot tell the modality of {_names(spec.paths)} ({total} bands); "
             f"add it as FILE:MODALITY (one of {', '.join(MODALITIES)})."
         )
-    m = MODALITIES[modality]
-    index = _band_index(modality)
+    if spec.layout is None and modality not in MODALITIES:
+        raise ModalityError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+    layout = spec.layout or pretrained_layout(modality)
+    index = _band_index(modality) if spec.layout is None else layout.lookup()
     located: dict[int, tuple[int, int]] = {}  # target band -> (file number, 1-based band)
-    if any(all_names):
-        for f, names in enumerate(per_file_names):
-            for b, name in enumerate(names, start=1):
-                if name in index and index[name] not in located:
-                    located[index[name]] = (f, b)
-    elif total == m.num_channels:
-        # No band names anywhere: files are taken to hold the modality's bands in TerraMind order.
+    for f, names in enumerate(per_file_names):
+        for b, name in enumerate(names, start=1):
+            if name in index and index[name] not in located:
+                located[index[name]] = (f, b)
+    if not located and (not any(all_names) or spec.layout is not None):
+        # No band matched by name: files are taken to hold the layout's bands in order, or (a band subset) all
+        # the bands of its pre-trained modality in TerraMind order.
         pos = [(f, b) for f, (_, count, _, _, _) in enumerate(per_file) for b in range(1, count + 1)]
-        located = dict(enumerate(pos))
-    missing = [i for i in range(m.num_channels) if i not in located]
+        base_positions = layout.base_positions()
+        if total == layout.num_channels:
+            located = dict(enumerate(pos))
+        elif base_positions is not None and total == MODALITIES[layout.base].num_channels:
+            located = {i: pos[p] for i, p in enumerate(base_positions)}
+    missing = [i for i in range(layout.num_channels) if i not in located]
+    ids = layout.band_ids()
+    wanted = [ids[i] or layout.bands[i] for i in range(layout.num_channels)]
     if missing:
-        wanted = m.band_ids or m.bands
         present = [n for n in all_names if n] or [f"{total} unnamed band(s)"]
         raise InputError(
             f"{modality} needs bands {', '.join(wanted[i] for i in missing)} that "
             f"{_names(spec.paths)} lacks (it has {', '.join(present)}); "
             "add the missing band files or name the bands in file order."
         )
+    base = layout.base
     files = []
     for f, (path, _, _, _, info) in enumerate(per_file):
         targets = sorted(t for t, (ff, _) in located.items() if ff == f)
@@ -316,10 +352,12 @@ def resolve_source(spec: SourceSpec, *, categorical: set[str] = frozenset({"LULC
             continue
         bands = [located[t][1] for t in targets]
         with _open(path) as dataset:
-            offsets = _offsets(dataset, modality, bands, [per_file_names[f][b - 1] for b in bands])
+            offsets = (_offsets(dataset, base, bands, [per_file_names[f][b - 1] for b in bands]) if base
+                       else tuple(0.0 for _ in bands))
         files.append(FileBands(path, tuple(bands), tuple(targets), info["nodata"], offsets))
     to_db = False
-    if modality in S1_MODALITIES:
+    if base in S1_MODALITIES:
         to_db = spec.s1_units == "linear" if spec.s1_units else _linear_sample(files)
-    return ResolvedSource(spec, modality, tuple(files), to_db, modality in categorical or m.categorical,
-                          [info for *_, info in per_file])
+    is_categorical = base is not None and (base in categorical or MODALITIES[base].categorical)
+    return ResolvedSource(spec, modality, tuple(files), to_db, modality in categorical or is_categorical,
+                          [info for *_, info in per_file], tuple(wanted))

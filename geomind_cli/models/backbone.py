@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from geomind_cli.errors import ConfigError, InputError, ModalityError
-from geomind_cli.models.embeddings import PATCH_SIZE, encoder_embedding
+from geomind_cli.models.embeddings import PATCH_SIZE, ImageEncoderEmbedding, encoder_embedding
 from geomind_cli.models.layers import Block, LayerNorm, TransformerConfig
 from geomind_cli.facts.modalities import get_modality, input_key
 
@@ -48,21 +48,46 @@ def build_tokenizers(keys: Sequence[str], *, pretrained: bool) -> nn.ModuleDict:
     return nn.ModuleDict({k: build_tokenizer(get_modality(k).tokenizer.name, pretrained=pretrained) for k in wanted})
 
 
-def resolve_modalities(modalities: Sequence[str] | None) -> dict[str, str]:
-    """User names -> encoder keys, in order; raises ConfigError for empty, unknown or duplicated modalities."""
+def resolve_modalities(modalities: Sequence[str | Mapping[str, int]] | None, *,
+                       new_ok: bool = False) -> dict[str, str]:
+    """User names -> encoder keys, in order; raises ConfigError for empty, unknown or duplicated modalities.
+
+    ``new_ok``: ``{name: channels}`` entries define new raw modalities (a fresh patch embedding keyed by ``name``,
+    as TerraTorch's backbones take them); see :func:`new_modalities`.
+    """
     if not modalities:
         raise ConfigError("no input modalities given; pass modalities=[...], e.g. ['S2L2A', 'S1GRD']")
-    if isinstance(modalities, str):
+    if isinstance(modalities, (str, Mapping)):
         modalities = [modalities]
     mapping: dict[str, str] = {}
-    for name in modalities:
-        if not isinstance(name, str):
-            raise ConfigError(f"modality {name!r} is not a name; new modalities ({{name: channels}}) are not supported")
-        key = input_key(name)
-        if key in mapping.values():
-            raise ConfigError(f"modality {name!r} duplicates another input ({key})")
-        mapping[name] = key
+    for entry in modalities:
+        if isinstance(entry, Mapping) and new_ok:
+            pairs = [(name, name) for name in entry]
+        elif isinstance(entry, str):
+            pairs = [(entry, input_key(entry))]
+        else:
+            raise ConfigError(f"modality {entry!r} is not a name; new modalities ({{name: channels}}) are only "
+                              "supported by the backbone (not TiM or generation)")
+        for name, key in pairs:
+            if key in mapping.values():
+                raise ConfigError(f"modality {name!r} duplicates another input ({key})")
+            mapping[name] = key
     return mapping
+
+
+def new_modalities(modalities: Sequence[str | Mapping[str, int]] | None) -> dict[str, int]:
+    """The ``{name: channels}`` entries of a modality list (new raw modalities), merged."""
+    if isinstance(modalities, Mapping):
+        modalities = [modalities]
+    out: dict[str, int] = {}
+    for entry in modalities or ():
+        if isinstance(entry, Mapping):
+            for name, channels in entry.items():
+                if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+                    raise ConfigError(f"new modality {name!r} needs a channel count ({{{name}: channels}}), got "
+                                      f"{channels!r}")
+                out[str(name)] = channels
+    return out
 
 
 class TerraMindViT(nn.Module):
@@ -88,10 +113,13 @@ class TerraMindViT(nn.Module):
         self.cfg = cfg
         self.merge_method = merge_method
         self.img_size = img_size
-        self.mod_name_mapping = resolve_modalities(modalities)
+        self.mod_name_mapping = resolve_modalities(modalities, new_ok=True)
         self.modalities = list(self.mod_name_mapping)
         keys = list(dict.fromkeys([*self.mod_name_mapping.values(), *extra_keys]))
-        self.encoder_embeddings = nn.ModuleDict({k: encoder_embedding(k, cfg.dim, image_size=img_size) for k in keys})
+        fresh = new_modalities(modalities)  # new raw modalities: a patch embedding keyed by their own name
+        self.encoder_embeddings = nn.ModuleDict({
+            k: ImageEncoderEmbedding(fresh[k], cfg.dim, image_size=img_size) if k in fresh
+            else encoder_embedding(k, cfg.dim, image_size=img_size) for k in keys})
         self.image_modalities = list(keys)  # every v1 modality is an image (coords are not supported)
         self.encoder = nn.ModuleList(Block(cfg) for _ in range(cfg.encoder_depth))
         self.encoder_norm = LayerNorm(cfg.dim, cfg.norm_eps)

@@ -94,16 +94,32 @@ def check_inputs(cfg: FinetuneConfig, available: list[str]) -> None:
                             f"add it as FILE:{missing[0]}")
 
 
+def finetune_scene(sources: list[str], from_modalities: list[str] | None, config: str | Path | None,
+                   checkpoint: str | Path, runtime: Runtime, tim=()):
+    """Open a scene for a fine-tune: each input file must hold the bands the model was trained on (see
+    :mod:`geomind_cli.tasks.finetune_inputs`)."""
+    from geomind_cli.tasks.finetune_inputs import open_finetune_inputs
+
+    cfg = finetune_handle(config, checkpoint, runtime, tim).settings()
+    return open_finetune_inputs(sources, cfg.layouts, from_modalities)
+
+
 def model_inputs(cfg: FinetuneConfig, arrays: dict[str, np.ndarray], runtime: Runtime) -> dict[str, torch.Tensor]:
-    """Scene tiles (all bands of each modality, physical units) -> the model's bands, standardized with the
-    config's statistics: {modality: [B, C, T, T]} on the runtime's device."""
+    """Scene tiles (physical units) -> the model's bands, standardized with the config's statistics:
+    {modality: [B, C, T, T]} on the runtime's device. A scene opened with the config's layouts holds exactly the
+    model's bands; one holding all the bands of a pre-trained modality gets the model's picked out."""
     from geomind_cli.facts.modalities import MODALITIES
 
     picked = {}
     for spec in cfg.inputs:
-        bands = MODALITIES[spec.modality].bands
-        index = [bands.index(b) for b in spec.bands]
-        picked[spec.modality] = arrays[spec.modality][:, index]
+        array = arrays[spec.modality]
+        if not spec.new and array.shape[1] != len(spec.bands):
+            bands = MODALITIES[spec.modality].bands
+            if array.shape[1] != len(bands) or not set(spec.bands) <= set(bands):
+                raise InputError(f"{spec.modality} has {array.shape[1]} bands; the model takes "
+                                 f"{', '.join(spec.bands)}")
+            array = array[:, [bands.index(b) for b in spec.bands]]
+        picked[spec.modality] = array
     tensors = to_tensors(picked, runtime)
     out = {}
     for spec in cfg.inputs:

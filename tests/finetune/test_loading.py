@@ -94,7 +94,12 @@ def _config(**changes) -> dict:
     (_config(backbone_tim_modalities=["LULC"]), "has no TiM"),
     (_config(necks=[{"name": "FancyNeck"}]), "neck FancyNeck is not supported"),
     (_config(backbone_use_temporal=True), "backbone_use_temporal"),
-    (_config(backbone_bands={"S2L1C": ["RED", "NIR"]}), "band(s) NIR of S2L1C are unknown"),
+    (_config(backbone_bands={"S2L2A": ["RED", "NIR"]}), "backbone_bands names S2L2A, which is not in"),
+    (_config(backbone_modalities=["S2L1C", "S2L1C_L8"]), "both use the S2L1C patch embedding"),
+    (_config(backbone_modalities=["S2L1C", {"NDWI": 0}]), "new modality NDWI needs its channel count"),
+    (_config(backbone_patch_size=8), "backbone_patch_size 8 is not supported"),
+    (_config(backbone="terramind_v1_tiny_tim", backbone_modalities=["S2L1C", {"NDWI": 1}]),
+     "cannot be used with a TiM backbone"),
     ({"trainer": {}}, "no model.init_args.model_args"),
 ])
 def test_config_errors(config, words):

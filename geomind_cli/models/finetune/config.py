@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from geomind_cli.errors import ConfigError, ModalityError
+from geomind_cli.facts.layouts import BandLayout
 
 TASKS = {  # TerraTorch task class -> what the network predicts
     "SemanticSegmentationTask": "segmentation",
@@ -35,12 +36,29 @@ class NeckSpec:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input modality: canonical name, the bands the model was trained on (in order), their statistics."""
+    """One model input: its name, the bands the model was trained on (in order), their statistics.
+
+    ``modality``: a pre-trained modality's canonical name (``S2L2A``; also for names that reuse its patch embedding
+    by prefix, such as ``S2L1C_L8``), or the name of a new modality. ``new``: a modality TerraMind was not
+    pre-trained on (``{NAME: channels}``, or ``image`` for ``backbone_modalities: []``), with a fresh patch
+    embedding keyed by its name.
+    """
 
     modality: str
     bands: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    new: bool = False
+
+    @property
+    def layout(self) -> BandLayout:
+        """The bands the input file must hold, for the engine to find."""
+        return BandLayout(self.modality, self.bands, None if self.new else self.modality)
+
+    @property
+    def backbone_entry(self) -> str | dict[str, int]:
+        """This input as an entry of the backbone's ``modalities`` list."""
+        return {self.modality: len(self.bands)} if self.new else self.modality
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,6 @@ class FinetuneConfig:
     inputs: tuple[InputSpec, ...]
     tim_modalities: tuple[str, ...] = ()
     backbone_options: dict = field(default_factory=dict)  # merge_method, img_size, tim_* ...
-    band_subset: bool = False  # backbone_bands: patch embeddings built for a subset of the pre-training bands
     necks: tuple[NeckSpec, ...] = ()
     decoder: str = "FCNDecoder"
     decoder_options: dict = field(default_factory=dict)
@@ -70,6 +87,11 @@ class FinetuneConfig:
     @property
     def modalities(self) -> list[str]:
         return [spec.modality for spec in self.inputs]
+
+    @property
+    def layouts(self) -> dict[str, BandLayout]:
+        """The bands each input file must hold, by input name."""
+        return {spec.modality: spec.layout for spec in self.inputs}
 
     def with_tim(self, tim: list[str] | None) -> FinetuneConfig:
         """Apply ``--tim``: set the TiM modalities of a TiM backbone that does not list them, or check them."""
@@ -145,8 +167,15 @@ def config_from_dict(data: dict, *, source: str = "config", advice: str | None =
     size, tim = _backbone(args.pop("backbone", None), source)
     backbone = _split_prefix(args, "backbone_")
     modalities = backbone.pop("modalities", None)
-    if not modalities:
-        raise ConfigError(f"{source}: model_args.backbone_modalities is missing; list the input modalities")
+    in_chans = backbone.pop("in_chans", 3)
+    if not modalities:  # TerraTorch: no modalities means one new modality "image" of in_chans channels
+        modalities = [{"image": in_chans}]
+    if isinstance(modalities, (str, dict)):
+        modalities = [modalities]
+    patch_size = backbone.pop("patch_size", None)
+    if patch_size not in (None, 16, [16, 16], (16, 16)):
+        raise ConfigError(f"{source}: backbone_patch_size {patch_size} is not supported; TerraMind's patch "
+                          "embeddings take 16 x 16 px patches")
     tim_modalities = backbone.pop("tim_modalities", None)
     bands = backbone.pop("bands", None)
     for key in _BACKBONE_IGNORED:
@@ -160,7 +189,13 @@ def config_from_dict(data: dict, *, source: str = "config", advice: str | None =
                           "has no TiM; use a *_tim backbone")
     if bands and tim:
         raise ConfigError(f"{source}: backbone_bands cannot be used with a TiM backbone (TerraTorch refuses it too)")
-    inputs = _inputs(modalities, bands, data, source, advice)
+    if bands is not None and not isinstance(bands, dict):
+        raise ConfigError(f"{source}: backbone_bands must map each modality to its band names")
+    new = [str(name) for m in modalities if isinstance(m, dict) for name in m]
+    if tim and new:
+        raise ConfigError(f"{source}: new modalities ({', '.join(new)}) cannot be used with a TiM backbone: TiM "
+                          "generates from pre-trained modalities only (TerraTorch refuses them too)")
+    inputs = _inputs(modalities, bands or {}, data, source, advice)
     necks = tuple(_neck(n, source) for n in (args.pop("necks", None) or []))
     decoder = args.pop("decoder", "FCNDecoder")
     if not isinstance(decoder, str):
@@ -187,7 +222,7 @@ def config_from_dict(data: dict, *, source: str = "config", advice: str | None =
     return FinetuneConfig(
         task=task, size=size, tim=tim, inputs=inputs,
         tim_modalities=tuple(_canonical(m, source) for m in tim_modalities or ()),
-        backbone_options=backbone, band_subset=bands is not None, necks=necks, decoder=decoder,
+        backbone_options=backbone, necks=necks, decoder=decoder,
         decoder_options=decoder_options, head_options=head_options, num_classes=num_classes,
         num_outputs=num_outputs, class_names=class_names, rescale=rescale,
     )
@@ -217,47 +252,85 @@ def _canonical(name, source: str) -> str:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def _per_modality(value, modality: str, count: int):
-    """Statistics or bands given per modality (dict) or, for a single-modality data module, as one list."""
+def _per_input(value, names: tuple[str, ...], canonical: str | None, count: int):
+    """Statistics or bands of one input, given per modality (a dict keyed by the configured name, or by any alias
+    of the same pre-trained modality) or, for a single-input data module, as one list."""
     if isinstance(value, dict):
-        for key, item in value.items():
-            try:
-                if _canonical(key, "") == modality:
-                    return item
-            except ConfigError:
-                continue
+        for name in names:
+            if name in value:
+                return value[name]
+        if canonical is not None:
+            for key, item in value.items():
+                try:
+                    if _canonical(key, "") == canonical:
+                        return item
+                except ConfigError:
+                    continue
         return None
-    return value if count == 1 else None
+    return value if count == 1 and value is not None else None
 
 
-def _inputs(modalities, bands, data: dict, source: str, advice: str | None) -> tuple[InputSpec, ...]:
+def _entries(modalities, source: str) -> list[tuple[str, str, int | None]]:
+    """(configured name, input name, channels of a new modality or None) per backbone_modalities entry."""
+    entries = []
+    for entry in modalities:
+        if isinstance(entry, dict):
+            for name, channels in entry.items():
+                if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+                    raise ConfigError(f"{source}: new modality {name} needs its channel count ({{{name}: N}}), got "
+                                      f"{channels!r}")
+                entries.append((str(name), str(name), channels))
+        elif isinstance(entry, str):
+            entries.append((entry, _canonical(entry, source), None))
+        else:
+            raise ConfigError(f"{source}: backbone_modalities entry {entry!r} is neither a modality name nor "
+                              "{NAME: channels}")
+    seen: dict[str, str] = {}
+    for configured, name, _ in entries:
+        if name in seen:
+            raise ConfigError(f"{source}: backbone_modalities {seen[name]} and {configured} both use the {name} "
+                              "patch embedding; give each input once")
+        seen[name] = configured
+    return entries
+
+
+def _inputs(modalities, bands: dict, data: dict, source: str, advice: str | None) -> tuple[InputSpec, ...]:
     from geomind_cli.facts.modalities import MODALITIES
 
-    names = [_canonical(m, source) for m in modalities]
+    entries = _entries(modalities, source)
+    count = len(entries)
     dm = _get(data, "data", "init_args", default={}) or {}
     if dm.get("constant_scale", 1.0) not in (1, 1.0, None):
         raise ConfigError(f"{source}: data.init_args.constant_scale is not supported; geomind standardizes raw values")
+    unknown = [k for k in bands if k not in {c for c, _, _ in entries} | {n for _, n, _ in entries}]
+    if unknown:  # TerraTorch looks band lists up by the exact backbone_modalities names
+        raise ConfigError(f"{source}: backbone_bands names {', '.join(map(str, unknown))}, which is not in "
+                          "backbone_modalities; key it by the modality's name there")
     specs = []
-    for name in names:
-        modality = MODALITIES[name]
-        if modality.raw_key is None:
-            raise ConfigError(f"{source}: {name} as a backbone input is not supported by geomind segment")
-        chosen = (_per_modality(bands, name, len(names)) if bands else None) or \
-            _per_modality(dm.get("output_bands"), name, len(names)) or list(modality.bands)
-        chosen = tuple(str(b) for b in chosen)
-        unknown = [b for b in chosen if b not in modality.bands]
-        if unknown:
-            raise ConfigError(f"{source}: band(s) {', '.join(unknown)} of {name} are unknown; use "
-                              f"{', '.join(modality.bands)}")
-        mean = _per_modality(dm.get("means"), name, len(names))
-        std = _per_modality(dm.get("stds"), name, len(names))
+    for configured, name, channels in entries:
+        names = (configured, name)
+        canonical = None if channels is not None else name
+        if channels is None and MODALITIES[name].raw_key is None:
+            raise ConfigError(f"{source}: {name} as a backbone input is not supported by geomind (TerraMind tokenizes "
+                              f"it first); give it as a new modality {{{name}: 1}} to train a patch embedding")
+        chosen = _per_input(bands, names, None, count) if bands else None
+        chosen = chosen or _per_input(dm.get("output_bands"), names, canonical, count)
+        if channels is not None:
+            chosen = chosen or ([name] if channels == 1 else [f"{name}_{i + 1}" for i in range(channels)])
+            if len(chosen) != channels:
+                raise ConfigError(f"{source}: new modality {name} has {channels} channels but {len(chosen)} band "
+                                  "names; give one name per channel")
+        chosen = tuple(str(b) for b in (chosen or MODALITIES[name].bands))
+        mean = _per_input(dm.get("means"), names, canonical, count)
+        std = _per_input(dm.get("stds"), names, canonical, count)
         if mean is None or std is None:
-            raise ConfigError(f"{source}: data.init_args.means/stds give no statistics for {name}; "
+            raise ConfigError(f"{source}: data.init_args.means/stds give no statistics for {configured}; "
                               f"{advice or 'add the values the model was trained with'}")
         if len(mean) != len(chosen) or len(std) != len(chosen):
-            raise ConfigError(f"{source}: means/stds of {name} have {len(mean)}/{len(std)} values for "
+            raise ConfigError(f"{source}: means/stds of {configured} have {len(mean)}/{len(std)} values for "
                               f"{len(chosen)} bands; give one per band")
-        specs.append(InputSpec(name, chosen, tuple(float(v) for v in mean), tuple(float(v) for v in std)))
+        specs.append(InputSpec(name, chosen, tuple(float(v) for v in mean), tuple(float(v) for v in std),
+                               new=channels is not None))
     return tuple(specs)
 
 

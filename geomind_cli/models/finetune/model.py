@@ -89,21 +89,21 @@ class ScalarOutputModel(_EncoderDecoder):
 
 
 def _backbone(cfg: FinetuneConfig) -> nn.Module:
-    from geomind_cli.models import build_model
     from geomind_cli.facts.modalities import input_key
+    from geomind_cli.models import build_model
 
     kwargs = dict(cfg.backbone_options)
     if cfg.tim:
         kwargs["tim_modalities"] = list(cfg.tim_modalities) or None
     # Random weights: the fine-tuned checkpoint holds every backbone weight, so nothing is downloaded.
-    encoder = build_model(cfg.backbone, pretrained=False, modalities=cfg.modalities, **kwargs)
-    if cfg.band_subset:
-        # backbone_bands: TerraTorch rebuilds the patch projection for the chosen bands only.
-        for spec in cfg.inputs:
-            embedding = encoder.encoder_embeddings[input_key(spec.modality)]
-            dim = embedding.proj.out_features
-            embedding.proj = nn.Linear(embedding.proj.in_features // embedding.num_channels * len(spec.bands), dim,
-                                       bias=False)
+    encoder = build_model(cfg.backbone, pretrained=False, modalities=[s.backbone_entry for s in cfg.inputs], **kwargs)
+    for spec in cfg.inputs:
+        embedding = encoder.encoder_embeddings[spec.modality if spec.new else input_key(spec.modality)]
+        if not spec.new and len(spec.bands) != embedding.num_channels:
+            # backbone_bands: TerraTorch rebuilds the patch projection for the listed bands (a subset, or other
+            # bands on the reused embedding); the checkpoint holds its fine-tuned weights.
+            pixels = embedding.proj.in_features // embedding.num_channels
+            embedding.proj = nn.Linear(pixels * len(spec.bands), embedding.proj.out_features, bias=False)
             embedding.num_channels = len(spec.bands)
     return encoder
 

@@ -1,0 +1,94 @@
+"""Which input file feeds which input of a fine-tune, and with which bands.
+
+A fine-tune takes the bands it was trained on (``backbone_bands``), possibly fewer than a pre-trained modality's
+or under a new modality's name (``FILE:NAME``). Each input is given as ``FILE:NAME`` or detected: a file the
+engine recognises as one of the model's modalities feeds it; otherwise a file whose band count equals exactly one
+remaining input's feeds that one (a six-band file for a six-band Sentinel-2 subset). Within a file, bands are found
+by description or file-name suffix, else by order (:func:`geomind_cli.engine.sources.resolve_source`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import rasterio
+
+from geomind_cli.engine import Scene, SourceSpec, detect_modality, open_scene
+from geomind_cli.errors import GeomindError, InputError
+from geomind_cli.facts.layouts import BandLayout
+from geomind_cli.facts.modalities import get_modality
+
+
+def _band_count(spec: SourceSpec) -> int | None:
+    try:
+        total = 0
+        for path in spec.paths:
+            with rasterio.open(path) as dataset:
+                total += dataset.count
+        return total
+    except rasterio.errors.RasterioIOError:
+        return None  # the engine names the unreadable file
+
+
+def _detected(spec: SourceSpec) -> str | None:
+    if len(spec.paths) != 1:
+        return None
+    try:
+        return detect_modality(spec.paths[0])
+    except GeomindError:
+        return None
+
+
+def _named(name: str, layouts: dict[str, BandLayout]) -> BandLayout | None:
+    if name in layouts:
+        return layouts[name]
+    try:
+        return layouts.get(get_modality(name).name)
+    except GeomindError:
+        return None
+
+
+def assign_layouts(specs: list[SourceSpec], layouts: dict[str, BandLayout]) -> list[SourceSpec]:
+    """Give each source the layout of the model input it feeds (see the module docstring); sources that feed none
+    keep their own modality (the task then says which input is missing)."""
+    out = list(specs)
+    used = {s.layout.name for s in out if s.layout is not None}
+    for i, spec in enumerate(out):
+        if spec.layout is None and spec.modality is not None:
+            layout = _named(spec.modality, layouts)
+            if layout is not None and layout.name not in used:
+                out[i] = dataclasses.replace(spec, modality=None, layout=layout)
+                used.add(layout.name)
+    for i, spec in enumerate(out):
+        if spec.layout is not None or spec.modality is not None:
+            continue
+        detected = _detected(spec)
+        layout = layouts.get(detected) if detected else None
+        if layout is None or layout.name in used:
+            count = _band_count(spec)
+            fits = [lay for name, lay in layouts.items() if name not in used and lay.num_channels == count]
+            layout = fits[0] if len(fits) == 1 else None
+        if layout is not None:
+            out[i] = dataclasses.replace(spec, layout=layout)
+            used.add(layout.name)
+    return out
+
+
+def open_finetune_inputs(sources: list[str], layouts: dict[str, BandLayout],
+                         from_modalities: list[str] | None = None, **grid_options) -> Scene:
+    """``FILE`` / ``FILE:NAME`` arguments -> a Scene holding each model input's bands, in model order.
+    ``from_modalities`` names, in order, the inputs given without a name."""
+    if not sources:
+        raise InputError("no input scene given")
+    specs = [SourceSpec.parse(text, layouts) for text in sources]
+    if from_modalities:
+        unnamed = [i for i, spec in enumerate(specs) if spec.modality is None]
+        if len(from_modalities) != len(unnamed):
+            raise InputError(
+                f"--from names {len(from_modalities)} modalities for {len(unnamed)} inputs without one; give one each"
+            )
+        for i, name in zip(unnamed, from_modalities):
+            layout = _named(name, layouts)
+            specs[i] = (dataclasses.replace(specs[i], layout=layout) if layout is not None
+                        else dataclasses.replace(specs[i], modality=get_modality(name).name))
+    return open_scene(assign_layouts(specs, layouts), **grid_options)
