@@ -79,6 +79,7 @@ def load_factory():
 
     tt_root = Path(sys.modules["terratorch"].__path__[0]) / "models"
     _package("terratorch.models.decoders", tt_root / "decoders")
-    for name in ("unet_decoder", "upernet_decoder", "fcn_decoder", "identity_decoder"):
+    for name in ("unet_decoder", "upernet_decoder", "fcn_decoder", "identity_decoder", "mlp_decoder", "linear_decoder",
+                 "aspp_head"):
         importlib.import_module(f"terratorch.models.decoders.{name}")
     return importlib.import_module("terratorch.models.encoder_decoder_factory").EncoderDecoderFactory

@@ -14,7 +14,7 @@ from torch import nn
 
 from geomind_cli.errors import ConfigError
 from geomind_cli.models.finetune.config import FinetuneConfig
-from geomind_cli.models.finetune.decoders import build_decoder
+from geomind_cli.models.finetune.decoders import build_decoder, includes_head
 from geomind_cli.models.finetune.heads import build_head
 from geomind_cli.models.finetune.necks import build_necks
 
@@ -112,9 +112,20 @@ def build_finetuned(cfg: FinetuneConfig) -> nn.Module:
     """The network of ``cfg`` with random weights, in eval mode (load a checkpoint with :mod:`.checkpoint`)."""
     encoder = _backbone(cfg)
     neck, channels = build_necks(cfg.necks, list(encoder.out_channels))
-    decoder = build_decoder(cfg.decoder, channels, cfg.decoder_options)
-    head = build_head(cfg.task, decoder.out_channels, cfg.head_options, num_classes=cfg.num_classes,
-                      num_outputs=cfg.num_outputs)
+    if includes_head(cfg.decoder):
+        # TerraTorch gives such a decoder the output count as num_classes and puts no head after it.
+        if cfg.head_options:
+            raise ConfigError(f"decoder {cfg.decoder} includes its head, so head_* options "
+                              f"({', '.join('head_' + k for k in cfg.head_options)}) do not apply; remove them")
+        outputs = cfg.num_outputs or cfg.num_classes
+        if outputs is None:
+            raise ConfigError(f"decoder {cfg.decoder} needs num_outputs (regression) or num_classes")
+        decoder = build_decoder(cfg.decoder, channels, {**cfg.decoder_options, "num_classes": outputs})
+        head = nn.Identity()
+    else:
+        decoder = build_decoder(cfg.decoder, channels, cfg.decoder_options)
+        head = build_head(cfg.task, decoder.out_channels, cfg.head_options, num_classes=cfg.num_classes,
+                          num_outputs=cfg.num_outputs)
     if cfg.task == "classification":
         return ScalarOutputModel(encoder, neck, decoder, head).eval()
     return PixelWiseModel(encoder, neck, decoder, head, rescale=cfg.rescale).eval()

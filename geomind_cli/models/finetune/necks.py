@@ -155,8 +155,11 @@ class AggregateTokens(nn.Module):
         super().__init__()
         indices = indices if indices is not None else index
         self.indices = [indices] if isinstance(indices, int) else list(indices)
-        if pooling not in ("mean", "max", "min"):
-            raise ConfigError(f"neck AggregateTokens pooling {pooling!r} is not supported; use mean, max or min")
+        pooling = str(pooling).lower()
+        if pooling not in ("mean", "max", "min", "cls"):
+            raise ConfigError(f"neck AggregateTokens pooling {pooling!r} is not supported; use mean, max, min or CLS")
+        if pooling == "cls" and drop_cls:
+            raise ConfigError("neck AggregateTokens drop_cls cannot be used with pooling CLS")
         self.pooling, self.drop_cls = pooling, drop_cls
         self.out_channels = list(channels)
 
@@ -169,7 +172,7 @@ class AggregateTokens(nn.Module):
             if self.drop_cls:
                 x = x[:, 1:]
             out.append({"mean": lambda t: t.mean(dim=1), "max": lambda t: t.max(dim=1).values,
-                        "min": lambda t: t.min(dim=1).values}[self.pooling](x))
+                        "min": lambda t: t.min(dim=1).values, "cls": lambda t: t[:, 0]}[self.pooling](x))
         return out
 
 

@@ -1,0 +1,150 @@
+"""Parity through the CLI for TerraTorch's fine-tuning options: band subsets, embeddings reused by prefix, new
+modalities, MLP / linear / ASPP decoders, the FPN neck, LoRA.
+
+Each model is built by terratorch 1.2.13's own EncoderDecoderFactory (tiny TerraMind, random weights, randomized
+norm statistics), saved as a Lightning checkpoint next to its config; ``geomind segment``/``classify`` then maps a
+real sample raster holding exactly the bands the model was trained on. The scenes are 224 px, one tile, so the
+reference sees the same standardized pixels: classes must equal the reference's argmax, probabilities and
+regression values must agree at 1e-4.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from finetune_helpers import config_dict, randomize_norms, read, run_main, write_checkpoint, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+S2L2A = ROOT / "samples" / "terramind" / "282D_485L_3_3_S2L2A.tif"  # 12 bands B01..B12 without B10, 224 px
+S2L1C = ROOT / "samples" / "sen1floods11" / "Spain_7370579_S2Hand.tif"  # 13 bands, 512 px
+S2_BANDS = ["COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3", "NIR_BROAD",
+            "NIR_NARROW", "WATER_VAPOR", "SWIR_1", "SWIR_2"]
+S2_MEAN = [1390.458, 1503.317, 1718.197, 1853.91, 2199.1, 2779.975, 2987.011, 3083.234, 3132.22, 3162.988, 2424.884,
+           1857.648]
+S2_STD = [2106.761, 2141.107, 2038.973, 2134.138, 2085.321, 1889.926, 1820.257, 1871.918, 1753.829, 1797.379,
+          1434.261, 1334.311]
+LUCAS_BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
+TOKENS_TO_IMAGE = [{"name": "ReshapeTokensToImage", "remove_cls_token": False}]
+FAST = ["--device", "cpu", "--quiet", "--batch-size", "1"]
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def factory():
+    from reference_factory import load_factory
+
+    factory_cls = load_factory()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield factory_cls()
+
+
+def _stats(bands: list[str]) -> tuple[list[float], list[float]]:
+    return [S2_MEAN[S2_BANDS.index(b)] for b in bands], [S2_STD[S2_BANDS.index(b)] for b in bands]
+
+
+def _write(path: Path, data: np.ndarray, like: Path, descriptions=None) -> Path:
+    """A GeoTIFF of ``data`` [C, H, W] on the grid of ``like`` (its top-left H x W window), no nodata."""
+    with rasterio.open(like) as src:
+        profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype=data.dtype.name, crs=src.crs, transform=src.transform)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, text in enumerate(descriptions or [], start=1):
+            dst.set_band_description(i, text)
+    return path
+
+
+def _bands(path: Path, names: list[str], size: int = 224) -> np.ndarray:
+    """The named bands of a Sentinel-2 sample (L2A order, or L1C with B10), top-left size x size, float32."""
+    order = S2_BANDS if "L2A" in path.name else S2_BANDS[:10] + ["CIRRUS"] + S2_BANDS[10:]
+    with rasterio.open(path) as src:
+        data = src.read([order.index(n) + 1 for n in names], window=((0, size), (0, size)))
+    return data.astype(np.float32)
+
+
+def _save(factory, tmp: Path, name: str, task: str, model_args: dict, means, stds, seed: int, **config):
+    """The reference model (eval, randomized norms) and its config + checkpoint on disk."""
+    args = dict(model_args)
+    torch.manual_seed(seed)
+    ref = factory.build_model("classification" if task == "classification" else task,
+                              backbone=args.pop("backbone"), decoder=args.pop("decoder"),
+                              necks=args.pop("necks", None), num_classes=args.pop("num_classes", None),
+                              **args).eval()
+    randomize_norms(ref, seed)
+    cfg = write_config(tmp / f"{name}.yaml", config_dict(model_args, task=task, means=means, stds=stds, **config))
+    return ref, cfg, write_checkpoint(tmp / f"{name}.ckpt", ref.state_dict())
+
+
+def _reference(ref, inputs: dict[str, np.ndarray], means: dict, stds: dict) -> torch.Tensor:
+    x = {name: torch.from_numpy((a - np.asarray(means[name], np.float32)[:, None, None])
+                                / np.asarray(stds[name], np.float32)[:, None, None])[None]
+         for name, a in inputs.items()}
+    with torch.no_grad():
+        out = ref(x).output
+    return out.unsqueeze(1) if out.ndim == 3 else out
+
+
+def _run(capsys, monkeypatch, command: str, sources: list, cfg: Path, ckpt: Path, out: Path, *extra):
+    code, err = run_main(capsys, monkeypatch, command, *sources, "--checkpoint", ckpt, "--config", cfg, "-o", out,
+                         *extra, *FAST)
+    assert code == 0, err
+
+
+def _check_classes(out: Path, logits: torch.Tensor):
+    """The class map equals the reference argmax wherever the top two classes are not a near-tie, and the
+    probabilities sidecar equals the reference softmax."""
+    classes, _ = read(out)
+    probs, _ = read(out.with_name(f"{out.stem}_probabilities.tif"))
+    expected = torch.softmax(logits[0], 0).numpy()
+    np.testing.assert_allclose(probs, expected, **TOL)
+    top2 = np.sort(expected, axis=0)[-2:]
+    clear = top2[1] - top2[0] > 1e-3
+    assert clear.mean() > 0.9 and len(np.unique(expected.argmax(0))) > 1, "a degenerate map proves nothing"
+    assert np.array_equal(classes[0][clear], expected.argmax(0)[clear])
+
+
+@pytest.mark.parametrize("necks", ["maps", "pooled"])
+def test_lucas_classifier_six_band_subset(factory, tmp_path, capsys, monkeypatch, necks):
+    """LUCAS-style: backbone_bands picks six S2L2A bands, MLPDecoder, ten classes. The input file holds those six
+    bands in another order, named by their band ids: matched by description; one label per tile position."""
+    mean, std = _stats(LUCAS_BANDS)
+    neck = ([{"name": "SelectIndices", "indices": [5, 11]}, *TOKENS_TO_IMAGE] if necks == "maps"
+            else [{"name": "SelectIndices", "indices": [11]}, {"name": "AggregateTokens", "pooling": "max"}])
+    args = {"backbone": "terramind_v1_tiny", "backbone_pretrained": False, "backbone_modalities": ["S2L2A"],
+            "backbone_bands": {"S2L2A": LUCAS_BANDS}, "necks": neck, "decoder": "MLPDecoder",
+            "decoder_activation": "GELU", "head_dim_list": [32], "num_classes": 10}
+    ref, cfg, ckpt = _save(factory, tmp_path, "lucas", "classification", args, {"S2L2A": mean}, {"S2L2A": std}, 7)
+    bands = _bands(S2L2A, LUCAS_BANDS)
+    shuffled = [5, 0, 3, 1, 4, 2]
+    ids = ["B02", "B03", "B04", "B8A", "B11", "B12"]
+    scene = _write(tmp_path / "lucas_s2.tif", bands[shuffled].astype(np.int16), S2L2A, [ids[i] for i in shuffled])
+    out = tmp_path / "labels.tif"
+    _run(capsys, monkeypatch, "classify", [scene], cfg, ckpt, out, "--probabilities")
+    logits = _reference(ref, {"S2L2A": bands}, {"S2L2A": mean}, {"S2L2A": std})
+    labels, meta = read(out)
+    probs, _ = read(out.with_name("labels_probabilities.tif"))
+    assert meta["shape"] == (14, 14) and logits.shape == (1, 10)
+    assert np.all(labels == int(logits.argmax()))
+    np.testing.assert_allclose(probs[:, 0, 0], torch.softmax(logits[0], 0).numpy(), **TOL)
+
+
+def test_landsat_bands_on_reused_embedding_linear_decoder(factory, tmp_path, capsys, monkeypatch):
+    """S2L1C_L8: the S2L1C patch embedding reused by prefix for seven bands, one of which (THERMAL) it was never
+    trained on; LinearDecoder (its own head). An unnamed seven-band file given as FILE:S2L1C_L8, matched by order."""
+    bands = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2", "THERMAL"]
+    data = _bands(S2L1C, bands[:-1] + ["CIRRUS"])  # a stand-in for the thermal band: real values, another band
+    mean, std = [*_stats(bands[:-1])[0], 1000.0], [*_stats(bands[:-1])[1], 500.0]
+    args = {"backbone": "terramind_v1_tiny", "backbone_modalities": ["S2L1C_L8"],
+            "backbone_bands": {"S2L1C_L8": bands}, "necks": TOKENS_TO_IMAGE, "decoder": "LinearDecoder",
+            "decoder_upsampling_size": 16, "num_classes": 4}
+    ref, cfg, ckpt = _save(factory, tmp_path, "l8", "segmentation", args, {"S2L1C_L8": mean}, {"S2L1C_L8": std}, 8)
+    scene = _write(tmp_path / "landsat.tif", data.astype(np.int16), S2L1C)
+    out = tmp_path / "l8_map.tif"
+    _run(capsys, monkeypatch, "segment", [f"{scene}:S2L1C_L8"], cfg, ckpt, out, "--probabilities")
+    _check_classes(out, _reference(ref, {"S2L1C_L8": data}, {"S2L1C_L8": mean}, {"S2L1C_L8": std}))
