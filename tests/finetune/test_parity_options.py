@@ -148,3 +148,56 @@ def test_landsat_bands_on_reused_embedding_linear_decoder(factory, tmp_path, cap
     out = tmp_path / "l8_map.tif"
     _run(capsys, monkeypatch, "segment", [f"{scene}:S2L1C_L8"], cfg, ckpt, out, "--probabilities")
     _check_classes(out, _reference(ref, {"S2L1C_L8": data}, {"S2L1C_L8": mean}, {"S2L1C_L8": std}))
+
+
+def _ndvi(path: Path) -> np.ndarray:
+    red, nir = _bands(path, ["RED", "NIR_BROAD"])
+    return ((nir - red) / (nir + red + 1e-6))[None].astype(np.float32)
+
+
+def test_new_modality_beside_s2(factory, tmp_path, capsys, monkeypatch):
+    """backbone_modalities [S2L2A, {NDVI: 1}]: a fresh patch embedding for an index TerraMind never took raw;
+    the NDVI file given as FILE:NDVI, the twelve-band S2L2A file detected. UperNet over a feature pyramid."""
+    necks = [{"name": "SelectIndices", "indices": [2, 5, 8, 11]}, *TOKENS_TO_IMAGE,
+             {"name": "LearnedInterpolateToPyramidal"}]
+    args = {"backbone": "terramind_v1_tiny", "backbone_modalities": ["S2L2A", {"NDVI": 1}], "necks": necks,
+            "decoder": "UperNetDecoder", "decoder_channels": 16, "num_classes": 3}
+    means, stds = {"S2L2A": S2_MEAN, "NDVI": [0.3]}, {"S2L2A": S2_STD, "NDVI": [0.25]}
+    ref, cfg, ckpt = _save(factory, tmp_path, "ndvi", "segmentation", args, means, stds, 9)
+    ndvi = _write(tmp_path / "index.tif", _ndvi(S2L2A), S2L2A)
+    out = tmp_path / "ndvi_map.tif"
+    _run(capsys, monkeypatch, "segment", [S2L2A, f"{ndvi}:NDVI"], cfg, ckpt, out, "--probabilities")
+    _check_classes(out, _reference(ref, {"S2L2A": _bands(S2L2A, S2_BANDS), "NDVI": _ndvi(S2L2A)}, means, stds))
+
+
+def test_image_modality_aspp_regression(factory, tmp_path, capsys, monkeypatch):
+    """backbone_modalities: [] with backbone_in_chans 4: one new modality named ``image`` (FILE:image), pixel-wise
+    regression with ASPPRegressionHead (dilations, image pooling, BN) then TerraTorch's regression head."""
+    bands = ["BLUE", "GREEN", "RED", "NIR_BROAD"]
+    mean, std = _stats(bands)
+    args = {"backbone": "terramind_v1_tiny", "backbone_modalities": [], "backbone_in_chans": 4,
+            "necks": [{"name": "SelectIndices", "indices": [-1]}, *TOKENS_TO_IMAGE], "decoder": "ASPPRegressionHead",
+            "decoder_channels": 16, "decoder_in_channels": 192, "decoder_dilations": [1, 2, 3],
+            "head_channel_list": [8]}
+    ref, cfg, ckpt = _save(factory, tmp_path, "image", "regression", args, {"image": mean}, {"image": std}, 10)
+    data = _bands(S2L2A, bands)
+    scene = _write(tmp_path / "rgbn.tif", data.astype(np.int16), S2L2A)
+    out = tmp_path / "values.tif"
+    _run(capsys, monkeypatch, "segment", [f"{scene}:image"], cfg, ckpt, out)
+    values, meta = read(out)
+    expected = _reference(ref, {"image": data}, {"image": mean}, {"image": std})[0].numpy()
+    assert meta["dtype"] == "float32" and expected.std() > 1e-3
+    np.testing.assert_allclose(values, expected, **TOL)
+
+
+def test_aspp_segmentation_head_is_refused_as_terratorch_cannot_build_it(factory, tmp_path, capsys, monkeypatch):
+    args = {"backbone": "terramind_v1_tiny", "backbone_modalities": ["S2L2A"], "necks": TOKENS_TO_IMAGE,
+            "decoder": "ASPPSegmentationHead", "decoder_channels": 16, "decoder_in_channels": 192, "num_classes": 3}
+    with pytest.raises(AttributeError, match="out_channels"):
+        _save(factory, tmp_path, "aspp", "segmentation", args, {"S2L2A": S2_MEAN}, {"S2L2A": S2_STD}, 0)
+    cfg = write_config(tmp_path / "aspp.yaml", config_dict(args, means={"S2L2A": S2_MEAN}, stds={"S2L2A": S2_STD}))
+    ckpt = write_checkpoint(tmp_path / "aspp.ckpt", {"decoder.conv_seg.weight": torch.zeros(3, 16, 1, 1)})
+    code, err = run_main(capsys, monkeypatch, "segment", S2L2A, "--checkpoint", ckpt, "--config", cfg,
+                         "-o", tmp_path / "x.tif", *FAST)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "ASPPSegmentationHead cannot be built" in lines[0], err

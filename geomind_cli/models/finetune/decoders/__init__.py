@@ -5,12 +5,13 @@ from __future__ import annotations
 from torch import nn
 
 from geomind_cli.errors import ConfigError
+from geomind_cli.models.finetune.decoders.aspp import ASPPRegressionHead, ASPPSegmentationHead
 from geomind_cli.models.finetune.decoders.simple import FCNDecoder, IdentityDecoder, LinearDecoder, MLPDecoder
 from geomind_cli.models.finetune.decoders.unet import UNetDecoder
 from geomind_cli.models.finetune.decoders.upernet import UperNetDecoder
 
 DECODERS = {cls.__name__: cls for cls in (UNetDecoder, UperNetDecoder, FCNDecoder, IdentityDecoder, MLPDecoder,
-                                          LinearDecoder)}
+                                          LinearDecoder, ASPPRegressionHead, ASPPSegmentationHead)}
 
 
 def decoder_class(name: str) -> type[nn.Module]:
@@ -35,5 +36,5 @@ def build_decoder(name: str, channels: list[int], options: dict) -> nn.Module:
         raise ConfigError(f"decoder {name}: {exc}") from None
 
 
-__all__ = ["DECODERS", "FCNDecoder", "IdentityDecoder", "LinearDecoder", "MLPDecoder", "UNetDecoder", "UperNetDecoder",
-           "build_decoder", "decoder_class", "includes_head"]
+__all__ = ["ASPPRegressionHead", "DECODERS", "FCNDecoder", "IdentityDecoder", "LinearDecoder", "MLPDecoder",
+           "UNetDecoder", "UperNetDecoder", "build_decoder", "decoder_class", "includes_head"]

@@ -13,9 +13,9 @@ from torch import nn
 class ConvModule(nn.Module):
     """Bias-free conv, batch norm, ReLU (keys ``conv.weight``, ``norm.*``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, padding: int = 0, dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU()
 
