@@ -3,7 +3,8 @@
 Builds on tests/reference.py (the TerraMind sub-package with a registry stub). Adds: registries with the
 ``build``/``find_class`` methods the factory calls, parent packages for terratorch.models.decoders/heads and for
 segmentation_models_pytorch so that only the needed files are imported (their package ``__init__`` files pull
-timm), and empty torchvision.ops / detection modules that the factory's imports name but never use here.
+timm), a torchvision.ops module whose FeaturePyramidNetwork is a stand-in (see TorchvisionFPN), and empty
+detection modules that the factory's imports name but never use here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import importlib
 import importlib.util
 import sys
 import types
+from collections import OrderedDict
 from pathlib import Path
+
+import torch
 
 from reference import _package, load_reference
 
@@ -42,6 +46,32 @@ class _Registry:
         return any(name in t for t in self.tables)
 
 
+class TorchvisionFPN(torch.nn.Module):
+    """Stands in for ``torchvision.ops.FeaturePyramidNetwork`` (torchvision is not installed: it is not allowed in
+    this project's environment), written from torchvision's documented behaviour without extra blocks: an
+    OrderedDict of maps, finest first, in; 1x1 "inner" convs, top-down nearest up-sampling and sums, 3x3 "layer"
+    convs; an OrderedDict with the same keys out. Module layout as torchvision >= 0.13 (convs inside
+    Conv2dNormActivation, a Sequential). TerraTorch's FeaturePyramidNetworkNeck around it is the real one."""
+
+    def __init__(self, in_channels_list, out_channels, extra_blocks=None, norm_layer=None):
+        super().__init__()
+        assert extra_blocks is None and norm_layer is None
+        conv = torch.nn.Conv2d
+        self.inner_blocks = torch.nn.ModuleList(torch.nn.Sequential(conv(c, out_channels, 1)) for c in in_channels_list)
+        self.layer_blocks = torch.nn.ModuleList(torch.nn.Sequential(conv(out_channels, out_channels, 3, padding=1))
+                                                for _ in in_channels_list)
+
+    def forward(self, x):
+        names, maps = list(x.keys()), list(x.values())
+        last = self.inner_blocks[-1](maps[-1])
+        results = [self.layer_blocks[-1](last)]
+        for idx in range(len(maps) - 2, -1, -1):
+            lateral = self.inner_blocks[idx](maps[idx])
+            last = lateral + torch.nn.functional.interpolate(last, size=lateral.shape[-2:], mode="nearest")
+            results.insert(0, self.layer_blocks[idx](last))
+        return OrderedDict(zip(names, results))
+
+
 def _module(name: str, **attrs) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
@@ -65,7 +95,7 @@ def load_factory():
             raise NotImplementedError("torchvision is not installed")
 
     tv = sys.modules["torchvision"]
-    tv.ops = _module("torchvision.ops", FeaturePyramidNetwork=_Unused)
+    tv.ops = _module("torchvision.ops", FeaturePyramidNetwork=TorchvisionFPN)
     _package("torchvision.models", None)
     _package("torchvision.models.detection", None)
     _module("torchvision.models.detection.image_list", ImageList=_Unused)

@@ -201,3 +201,19 @@ def test_aspp_segmentation_head_is_refused_as_terratorch_cannot_build_it(factory
                          "-o", tmp_path / "x.tif", *FAST)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and "ASPPSegmentationHead cannot be built" in lines[0], err
+
+
+def test_feature_pyramid_network_neck(factory, tmp_path, capsys, monkeypatch):
+    """FeaturePyramidNetworkNeck after a learned pyramid, then UperNet. TerraTorch's neck class is the real one;
+    torchvision's FeaturePyramidNetwork inside it is a test stand-in (reference_factory.TorchvisionFPN)."""
+    necks = [{"name": "SelectIndices", "indices": [2, 5, 8, 11]}, *TOKENS_TO_IMAGE,
+             {"name": "LearnedInterpolateToPyramidal"},
+             {"name": "FeaturePyramidNetworkNeck", "out_channel": 16, "output_ordered_dict": False}]
+    args = {"backbone": "terramind_v1_tiny", "backbone_modalities": ["S2L2A"], "necks": necks,
+            "decoder": "UperNetDecoder", "decoder_channels": 16, "num_classes": 3}
+    means, stds = {"S2L2A": S2_MEAN}, {"S2L2A": S2_STD}
+    ref, cfg, ckpt = _save(factory, tmp_path, "fpn", "segmentation", args, means, stds, 11)
+    assert any(k.startswith("neck.3.fpn.inner_blocks.0.0.") for k in ref.state_dict())
+    out = tmp_path / "fpn_map.tif"
+    _run(capsys, monkeypatch, "segment", [S2L2A], cfg, ckpt, out, "--probabilities")
+    _check_classes(out, _reference(ref, {"S2L2A": _bands(S2L2A, S2_BANDS)}, means, stds))

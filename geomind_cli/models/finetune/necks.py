@@ -176,9 +176,49 @@ class AggregateTokens(nn.Module):
         return out
 
 
+class FeaturePyramid(nn.Module):
+    """A feature pyramid network (Lin et al. 2017) as torchvision's ``ops.FeaturePyramidNetwork`` computes it,
+    without extra blocks: maps finest first, each projected to ``out_channels`` by a 1x1 conv, the coarser sum
+    up-sampled (nearest) onto each finer one, each sum smoothed by a 3x3 conv. Keys ``inner_blocks.<i>.0.*`` and
+    ``layer_blocks.<i>.0.*`` (each conv inside a one-element Sequential, as torchvision builds it)."""
+
+    def __init__(self, in_channels: list[int], out_channels: int):
+        super().__init__()
+        if any(c == 0 for c in in_channels):
+            raise ConfigError("neck FeaturePyramidNetworkNeck cannot take a map with 0 channels")
+        self.inner_blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(c, out_channels, 1)) for c in in_channels)
+        self.layer_blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+                                          for _ in in_channels)
+
+    def forward(self, features: list) -> list:
+        top = self.inner_blocks[-1](features[-1])
+        out = [self.layer_blocks[-1](top)]
+        for i in range(len(features) - 2, -1, -1):
+            lateral = self.inner_blocks[i](features[i])
+            top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
+            out.insert(0, self.layer_blocks[i](top))
+        return out
+
+
+class FeaturePyramidNetworkNeck(nn.Module):
+    """TerraTorch's wrapper of the FPN above (keys ``fpn.*``): n maps -> n maps of ``out_channel`` channels.
+
+    ``output_ordered_dict`` (TerraTorch's default True) returns a dict that no decoder can take (TerraTorch's models
+    fail on it), so a trained model had it False; both give the list of maps here.
+    """
+
+    def __init__(self, channels: list[int], *, out_channel: int = 256, output_ordered_dict: bool = True):
+        super().__init__()
+        self.fpn = FeaturePyramid(list(channels), out_channel)
+        self.out_channels = [out_channel] * len(channels)
+
+    def forward(self, features: list, *, image_size: tuple[int, int]) -> list:
+        return self.fpn(list(features))
+
+
 NECKS = {cls.__name__: cls for cls in (SelectIndices, ReshapeTokensToImage, LearnedInterpolateToPyramidal,
                                        InterpolateToPyramidal, MaxpoolToPyramidal, PermuteDims, AddBottleneckLayer,
-                                       AggregateTokens)}
+                                       AggregateTokens, FeaturePyramidNetworkNeck)}
 
 
 class NeckSequential(nn.Sequential):
