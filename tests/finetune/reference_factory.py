@@ -79,11 +79,26 @@ def _module(name: str, **attrs) -> types.ModuleType:
     return module
 
 
+def _import_peft() -> None:
+    """Import PEFT (TerraTorch's factory imports it when installed) with the torchvision stubs hidden: PEFT imports
+    transformers, which asks importlib whether torchvision exists and fails on a stub without a module spec. The
+    answer (no torchvision) is cached by transformers, so the stubs can come back afterwards."""
+    hidden = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "torchvision" or k.startswith("torchvision.")}
+    try:
+        importlib.import_module("peft.mapping")
+        importlib.import_module("peft.mapping_func")
+    except ModuleNotFoundError:
+        pass  # without PEFT, TerraTorch's factory builds everything but peft_config models
+    finally:
+        sys.modules.update(hidden)
+
+
 def load_factory():
     """Return terratorch's ``EncoderDecoderFactory`` class (imports it once)."""
     if "terratorch.models.encoder_decoder_factory" in sys.modules:
         return sys.modules["terratorch.models.encoder_decoder_factory"].EncoderDecoderFactory
     load_reference()
+    _import_peft()
     registry = sys.modules["terratorch.registry"]
     registry.BACKBONE_REGISTRY = _Registry(registry.TERRATORCH_BACKBONE_REGISTRY)
     registry.DECODER_REGISTRY = _Registry(registry.TERRATORCH_DECODER_REGISTRY)

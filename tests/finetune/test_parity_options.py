@@ -217,3 +217,34 @@ def test_feature_pyramid_network_neck(factory, tmp_path, capsys, monkeypatch):
     out = tmp_path / "fpn_map.tif"
     _run(capsys, monkeypatch, "segment", [S2L2A], cfg, ckpt, out, "--probabilities")
     _check_classes(out, _reference(ref, {"S2L2A": _bands(S2L2A, S2_BANDS)}, means, stds))
+
+
+@pytest.mark.parametrize("variant", ["split-qkv", "fused-rslora"])
+def test_lora_merged_at_load(factory, tmp_path, capsys, monkeypatch, variant):
+    """peft_config LoRA built by TerraTorch with PEFT (adapters given trained-like random weights): geomind merges
+    them at load, so the network is the plain one (no adapter modules), and maps as the adapted reference does."""
+    kwargs = ({"target_modules": ["q_linear", "v_linear", "fc1"], "r": 4, "lora_alpha": 8, "alpha_pattern": {"fc1": 2}}
+              if variant == "split-qkv" else {"target_modules": ["qkv", "proj"], "r": 2, "lora_alpha": 4,
+                                              "use_rslora": True})
+    peft_config = {"method": "LORA", "peft_config_kwargs": kwargs}
+    if variant == "split-qkv":
+        peft_config["replace_qkv"] = "qkv"
+    args = {"backbone": "terramind_v1_tiny", "backbone_pretrained": False, "backbone_modalities": ["S2L2A"],
+            "necks": TOKENS_TO_IMAGE, "decoder": "FCNDecoder", "decoder_channels": 16, "num_classes": 3,
+            "peft_config": peft_config}
+    means, stds = {"S2L2A": S2_MEAN}, {"S2L2A": S2_STD}
+    ref, cfg, _ = _save(factory, tmp_path, "lora", "segmentation", args, means, stds, 12)
+    g = torch.Generator().manual_seed(12)
+    with torch.no_grad():
+        adapters = [(n, p) for n, p in ref.named_parameters() if ".lora_" in n]
+        assert adapters and all(n.startswith("encoder.base_model.model.") for n, _ in adapters)
+        for _, p in adapters:
+            p.copy_(0.2 * torch.randn(p.shape, generator=g))
+    ckpt = write_checkpoint(tmp_path / "lora.ckpt", ref.state_dict())
+    from geomind_cli.models.finetune import load_finetuned
+
+    ours, _ = load_finetuned(cfg, ckpt)
+    assert not any("lora" in k or "base_layer" in k or "q_linear" in k for k in ours.state_dict())
+    out = tmp_path / "lora_map.tif"
+    _run(capsys, monkeypatch, "segment", [S2L2A], cfg, ckpt, out, "--probabilities")
+    _check_classes(out, _reference(ref, {"S2L2A": _bands(S2L2A, S2_BANDS)}, means, stds))

@@ -15,6 +15,7 @@ from torch import nn
 from geomind_cli.models.finetune.checkpoint import load_network, network_state, read_checkpoint
 from geomind_cli.models.finetune.config import FinetuneConfig, InputSpec, NeckSpec, parse_config
 from geomind_cli.models.finetune.hparams import config_from_checkpoint
+from geomind_cli.models.finetune.peft import merge_peft
 from geomind_cli.models.finetune.model import PixelWiseModel, ScalarOutputModel, build_finetuned
 
 
@@ -43,7 +44,11 @@ def load_finetuned(config: str | os.PathLike | None, checkpoint: str | os.PathLi
     cfg = finetune_settings(config, checkpoint, tim=tim, ckpt=ckpt)
     ckpt = ckpt if ckpt is not None else read_checkpoint(checkpoint)
     model = build_finetuned(cfg)
-    load_network(model, network_state(ckpt, source=f"--checkpoint {checkpoint}"), source=f"--checkpoint {checkpoint}")
+    source = f"--checkpoint {checkpoint}"
+    state = network_state(ckpt, source=source)
+    if cfg.peft is not None:  # LoRA: merged once here, so the run costs what the plain model costs
+        state = merge_peft(state, cfg.peft, source=source)
+    load_network(model, state, source=source)
     return model.eval(), cfg
 
 

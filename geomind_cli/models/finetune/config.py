@@ -13,6 +13,7 @@ from pathlib import Path
 
 from geomind_cli.errors import ConfigError, ModalityError
 from geomind_cli.facts.layouts import BandLayout
+from geomind_cli.models.finetune.peft import LoraSettings, lora_settings
 
 TASKS = {  # TerraTorch task class -> what the network predicts
     "SemanticSegmentationTask": "segmentation",
@@ -79,6 +80,7 @@ class FinetuneConfig:
     num_outputs: int | None = None
     class_names: tuple[str, ...] | None = None
     rescale: bool = True
+    peft: LoraSettings | None = None  # a LoRA fine-tune: adapters merged into the backbone at load time
 
     @property
     def backbone(self) -> str:
@@ -156,9 +158,9 @@ def config_from_dict(data: dict, *, source: str = "config", advice: str | None =
     factory = str(init.get("model_factory", "EncoderDecoderFactory")).rsplit(".", 1)[-1]
     if factory != "EncoderDecoderFactory":
         raise ConfigError(f"{source}: model_factory {factory} is not supported; only EncoderDecoderFactory is")
-    if init.get("peft_config") or _get(init, "model_args", "peft_config"):
-        raise ConfigError(f"{source}: PEFT (peft_config) checkpoints are not supported; merge the adapters first")
     args = dict(init["model_args"])
+    peft_config = args.pop("peft_config", None)  # the factory wraps the backbone with it (init.peft_config does not)
+    peft = lora_settings(peft_config, source=source) if peft_config is not None else None
     for part in ("backbone", "decoder", "head"):  # explicit {part}_kwargs dicts mean the same as prefixed keys
         nested = args.pop(f"{part}_kwargs", None) or {}
         if not isinstance(nested, dict):
@@ -224,7 +226,7 @@ def config_from_dict(data: dict, *, source: str = "config", advice: str | None =
         tim_modalities=tuple(_canonical(m, source) for m in tim_modalities or ()),
         backbone_options=backbone, necks=necks, decoder=decoder,
         decoder_options=decoder_options, head_options=head_options, num_classes=num_classes,
-        num_outputs=num_outputs, class_names=class_names, rescale=rescale,
+        num_outputs=num_outputs, class_names=class_names, rescale=rescale, peft=peft,
     )
 
 
