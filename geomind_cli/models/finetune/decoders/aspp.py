@@ -25,8 +25,8 @@ class AtrousPyramid(nn.Module):
     def __init__(self, dilations, in_channels: int, channels: int):
         super().__init__()
         self.model_sequence = nn.ModuleList(
-            ConvModule(in_channels, channels, 1) if d == 1 else ConvModule(in_channels, channels, 3, padding=d, dilation=d)
-            for d in dilations)
+            ConvModule(in_channels, channels, 1) if d == 1
+            else ConvModule(in_channels, channels, 3, padding=d, dilation=d) for d in dilations)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [branch(x) for branch in self.model_sequence]
