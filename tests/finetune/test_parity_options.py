@@ -221,11 +221,12 @@ def test_feature_pyramid_network_neck(factory, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("variant", ["split-qkv", "fused-rslora"])
 def test_lora_merged_at_load(factory, tmp_path, capsys, monkeypatch, variant):
-    """peft_config LoRA built by TerraTorch with PEFT (adapters given trained-like random weights): geomind merges
-    them at load, so the network is the plain one (no adapter modules), and maps as the adapted reference does."""
+    """peft_config LoRA built by TerraTorch with PEFT (adapters, and the trained copy of a ``modules_to_save``
+    layer, given trained-like random weights): geomind merges them at load, so the network is the plain one (no
+    adapter modules), and maps as the adapted reference does."""
     kwargs = ({"target_modules": ["q_linear", "v_linear", "fc1"], "r": 4, "lora_alpha": 8, "alpha_pattern": {"fc1": 2}}
               if variant == "split-qkv" else {"target_modules": ["qkv", "proj"], "r": 2, "lora_alpha": 4,
-                                              "use_rslora": True})
+                                              "use_rslora": True, "modules_to_save": ["encoder_norm"]})
     peft_config = {"method": "LORA", "peft_config_kwargs": kwargs}
     if variant == "split-qkv":
         peft_config["replace_qkv"] = "qkv"
@@ -236,10 +237,11 @@ def test_lora_merged_at_load(factory, tmp_path, capsys, monkeypatch, variant):
     ref, cfg, _ = _save(factory, tmp_path, "lora", "segmentation", args, means, stds, 12)
     g = torch.Generator().manual_seed(12)
     with torch.no_grad():
-        adapters = [(n, p) for n, p in ref.named_parameters() if ".lora_" in n]
+        adapters = [(n, p) for n, p in ref.named_parameters() if ".lora_" in n or ".modules_to_save." in n]
         assert adapters and all(n.startswith("encoder.base_model.model.") for n, _ in adapters)
-        for _, p in adapters:
-            p.copy_(0.2 * torch.randn(p.shape, generator=g))
+        for n, p in adapters:  # a norm's trained weight stays near 1, adapters near 0
+            centre = 1.0 if n.endswith("modules_to_save.default.weight") else 0.0
+            p.copy_(centre + 0.2 * torch.randn(p.shape, generator=g))
     ckpt = write_checkpoint(tmp_path / "lora.ckpt", ref.state_dict())
     from geomind_cli.models.finetune import load_finetuned
 
