@@ -70,6 +70,14 @@ def _modality_of(text: str) -> str | None:
         return None
 
 
+def _canonical_or_own(name: str) -> str:
+    """A modality's canonical name, or the name itself when only a model knows it (a fine-tune's new modality)."""
+    try:
+        return get_modality(name).name
+    except GeomindError:
+        return name
+
+
 def group_scenes(args: list[str], *, modality: str | None = None, each: bool | None = None) -> list[SceneInputs]:
     """Split the input arguments into scenes (batch mode) or keep them as one multi-source scene.
 
@@ -80,7 +88,7 @@ def group_scenes(args: list[str], *, modality: str | None = None, each: bool | N
     if not args:
         raise InputError("no input scene given")
     if each is None:
-        names = [_modality_of(a) if modality is None or names_modality(a) else get_modality(modality).name
+        names = [_modality_of(a) if modality is None or names_modality(a) else _canonical_or_own(modality)
                  for a in args]
         each = len(args) > 1 and names[0] is not None and len(set(names)) == 1
     if not each:

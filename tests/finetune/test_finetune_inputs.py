@@ -101,3 +101,27 @@ def test_pretrained_config_never_downloads(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     classes, meta = read(out)
     assert meta["shape"] == (224, 224) and classes.max() <= 1
+
+
+def test_batch_of_subset_files_with_from(tmp_path, capsys, monkeypatch, l2a):
+    """Batch mode: several unnamed six-band files, ``--from S2L2A`` says each is one scene of that input; one map
+    per scene, each equal to the run on that file alone."""
+    args = {"backbone": "terramind_v1_tiny", "backbone_modalities": [], "backbone_in_chans": 6,
+            "necks": [{"name": "ReshapeTokensToImage", "remove_cls_token": False}], "decoder": "LinearDecoder",
+            "decoder_upsampling_size": 16, "num_classes": 3}
+    config = config_dict(args, means=[1000.0] * 6, stds=[1000.0] * 6)
+    cfg = write_config(tmp_path / "image.yaml", config)
+    torch.manual_seed(1)
+    ckpt = write_checkpoint(tmp_path / "image.ckpt", build_finetuned(config_from_dict(config)).state_dict())
+    scenes = [_write(tmp_path / f"scene_{i}.tif", l2a[SIX_IN_L2A if i == 0 else SIX_IN_L2A[::-1]].astype(np.int16))
+              for i in range(2)]
+    common = ["--checkpoint", ckpt, "--config", cfg, "--device", "cpu", "--quiet", "--probabilities"]
+    code, err = run_main(capsys, monkeypatch, "segment", *scenes, "--from", "image", "-o", tmp_path / "maps", *common)
+    assert code == 0, err
+    code, err = run_main(capsys, monkeypatch, "segment", f"{scenes[1]}:image", "-o", tmp_path / "alone.tif", *common)
+    assert code == 0, err
+    first, _ = read(tmp_path / "maps" / "scene_0_segmentation_probabilities.tif")
+    second, _ = read(tmp_path / "maps" / "scene_1_segmentation_probabilities.tif")
+    alone, _ = read(tmp_path / "alone_probabilities.tif")
+    np.testing.assert_array_equal(second, alone)
+    assert np.abs(first - second).max() > 1e-3  # two scenes, two maps
