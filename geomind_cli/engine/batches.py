@@ -72,9 +72,13 @@ class Item:
 _END = object()
 
 
-def _fill_values(name: str, channels: int) -> np.ndarray:
+def _fill_values(name: str, channels: int, bands: list[str] | None = None) -> np.ndarray:
+    """Nodata fill: the pre-training mean of each band (also of a band subset, by band name), else 0."""
     if name in MODALITIES and len(MODALITIES[name].mean) == channels:
         return np.asarray(MODALITIES[name].mean, np.float32)
+    known = MODALITIES[name].bands if name in MODALITIES else ()
+    if bands and len(bands) == channels and all(b in known for b in bands):
+        return np.asarray([MODALITIES[name].mean[known.index(b)] for b in bands], np.float32)
     return np.zeros(channels, np.float32)
 
 
@@ -203,7 +207,8 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
     """
     tile = plan.tile_size
     alloc = _allocator(pin)
-    fills = {name: _fill_values(name, c)[:, None, None] for name, c in scene.band_counts.items()}
+    fills = {name: _fill_values(name, c, scene.band_names(name))[:, None, None]
+             for name, c in scene.band_counts.items()}
     pending: list[tuple] = []
     skipped = 0
     bands = RowBands(scene, plan, fills)

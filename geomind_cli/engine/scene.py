@@ -63,12 +63,13 @@ class Scene:
                       for p in parts for i, t in enumerate(p.targets)]
             pieces.sort(key=lambda item: item[0])
             array = xr.concat([piece.drop_vars("band", errors="ignore") for _, piece in pieces], dim="band")
-            bands = self._band_names(name) or list(range(len(pieces)))
+            bands = self.band_names(name) or list(range(len(pieces)))
             array = array.assign_coords(band=bands)
             out[name] = array.rio.write_crs(self.grid.crs).rio.write_transform(self.grid.transform)
         return out
 
-    def _band_names(self, name: str) -> list[str] | None:
+    def band_names(self, name: str) -> list[str] | None:
+        """The band names of a modality in read order (a model's layout, or the pre-trained modality's), if known."""
         for source in self._sources:
             if source.modality == name:
                 return list(source.spec.layout.bands if source.spec.layout else MODALITIES[name].bands)

@@ -125,3 +125,14 @@ def test_batch_of_subset_files_with_from(tmp_path, capsys, monkeypatch, l2a):
     alone, _ = read(tmp_path / "alone_probabilities.tif")
     np.testing.assert_array_equal(second, alone)
     assert np.abs(first - second).max() > 1e-3  # two scenes, two maps
+
+
+def test_nodata_of_a_subset_is_filled_with_its_bands_means():
+    """Nodata pixels of a band subset take the pre-training mean of each of its bands (as full inputs do)."""
+    from geomind_cli.engine.batches import _fill_values
+    from geomind_cli.facts.modalities import MODALITIES
+
+    s2 = MODALITIES["S2L2A"]
+    fill = _fill_values("S2L2A", 6, list(SIX))
+    np.testing.assert_allclose(fill, [s2.mean[s2.bands.index(b)] for b in SIX])
+    assert not np.any(_fill_values("NDWI", 1, ["NDWI"]))  # a new modality: 0
