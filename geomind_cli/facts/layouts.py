@@ -45,6 +45,8 @@ class BandLayout:
             index.setdefault(band.upper(), i)
             if band_id:
                 index.setdefault(band_id, i)
+        if self.base == "DEM" and "DEM" in index:  # what elevation files call their band
+            index.update({"ELEVATION": index["DEM"], "HEIGHT": index["DEM"]})
         return index
 
     def base_positions(self) -> tuple[int, ...] | None:
