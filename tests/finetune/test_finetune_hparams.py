@@ -20,9 +20,16 @@ CLASSIFY = config_dict({"backbone": "terramind_v1_tiny", "backbone_modalities": 
 REGRESS = config_dict({"backbone": "terramind_v1_tiny", "backbone_modalities": ["S1GRD"], "necks": NECKS[1:2],
                        "decoder": "FCNDecoder", "decoder_channels": 8}, task="regression")
 
+OPTIONS = config_dict({"backbone": "terramind_v1_tiny", "backbone_modalities": ["S2L1C", {"NDWI": 1}],
+                       "backbone_bands": {"S2L1C": ["BLUE", "GREEN"]}, "necks": NECKS[1:2], "decoder": "LinearDecoder",
+                       "decoder_upsampling_size": 16, "num_classes": 2,
+                       "peft_config": {"method": "LORA", "peft_config_kwargs": {"target_modules": ["qkv"], "r": 2}}},
+                      means={"S2L1C": [0.0, 0.0], "NDWI": [0.0]}, stds={"S2L1C": [1.0, 1.0], "NDWI": [1.0]})
+
 
 @pytest.mark.parametrize("cli", [True, False], ids=["lightning-cli", "python"])
-@pytest.mark.parametrize("config", [SEGMENT, CLASSIFY, REGRESS], ids=["segment", "classify", "regress"])
+@pytest.mark.parametrize("config", [SEGMENT, CLASSIFY, REGRESS, OPTIONS],
+                         ids=["segment", "classify", "regress", "subset-new-modality-lora"])
 def test_settings_from_checkpoint_equal_the_config(tmp_path, config, cli):
     expected = parse_config(write_config(tmp_path / "c.yaml", config))
     got = config_from_checkpoint(recorded_hparams(config, cli=cli, data=True), source="--checkpoint m.ckpt")
