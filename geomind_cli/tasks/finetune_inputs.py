@@ -16,7 +16,7 @@ import rasterio
 from geomind_cli.engine import Scene, SourceSpec, detect_modality, open_scene
 from geomind_cli.errors import GeomindError, InputError
 from geomind_cli.facts.layouts import BandLayout
-from geomind_cli.facts.modalities import get_modality
+from geomind_cli.facts.modalities import MODALITIES, get_modality
 
 
 def _band_count(spec: SourceSpec) -> int | None:
@@ -71,7 +71,23 @@ def assign_layouts(specs: list[SourceSpec], layouts: dict[str, BandLayout]) -> l
         if layout is not None:
             out[i] = dataclasses.replace(spec, layout=layout)
             used.add(layout.name)
+        elif detected is None:
+            raise InputError(f"{_files(spec)} ({_band_count(spec)} bands) feeds none of the model's inputs "
+                             f"({describe_inputs(layouts)}); give it as FILE:NAME")
+    for spec in out:  # a pre-trained modality the model does not take is read and left unused, as before
+        if spec.layout is None and spec.modality is not None and spec.modality not in MODALITIES:
+            raise InputError(f"the model has no input {spec.modality} ({_files(spec)}); its inputs are "
+                             f"{describe_inputs(layouts)}")
     return out
+
+
+def describe_inputs(layouts: dict[str, BandLayout]) -> str:
+    """``S2L2A: BLUE, GREEN, ...; NDVI: NDVI`` for messages."""
+    return "; ".join(f"{name}: {', '.join(layout.bands)}" for name, layout in layouts.items())
+
+
+def _files(spec: SourceSpec) -> str:
+    return spec.paths[0].name if len(spec.paths) == 1 else f"{spec.paths[0].name} and {len(spec.paths) - 1} more"
 
 
 def open_finetune_inputs(sources: list[str], layouts: dict[str, BandLayout],

@@ -136,3 +136,16 @@ def test_nodata_of_a_subset_is_filled_with_its_bands_means():
     fill = _fill_values("S2L2A", 6, list(SIX))
     np.testing.assert_allclose(fill, [s2.mean[s2.bands.index(b)] for b in SIX])
     assert not np.any(_fill_values("NDWI", 1, ["NDWI"]))  # a new modality: 0
+
+
+@pytest.mark.parametrize("case", ["unmatched band count", "unknown name"])
+def test_a_file_feeding_no_input_is_one_clear_error(tmp_path, l2a, case):
+    """A file that fits none of the model's inputs, or names one it does not have: one line listing the inputs."""
+    layouts = {"S2L2A": BandLayout("S2L2A", SIX, "S2L2A"), "NDWI": BandLayout("NDWI", ("NDWI",))}
+    seven = _write(tmp_path / "seven.tif", l2a[:7].astype(np.int16))
+    source = str(seven) if case == "unmatched band count" else f"{seven}:NDWX"
+    with pytest.raises(InputError) as exc:
+        open_finetune_inputs([source], layouts)
+    message = str(exc.value)
+    assert "seven.tif" in message and "S2L2A: BLUE, GREEN" in message and "NDWI: NDWI" in message
+    assert ("feeds none" if case == "unmatched band count" else "no input NDWX") in message and "\n" not in message
