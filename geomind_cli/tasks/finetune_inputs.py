@@ -62,17 +62,16 @@ def assign_layouts(specs: list[SourceSpec], layouts: dict[str, BandLayout]) -> l
     for i, spec in enumerate(out):
         if spec.layout is not None or spec.modality is not None:
             continue
-        detected = _detected(spec)
+        detected, count = _detected(spec), _band_count(spec)
         layout = layouts.get(detected) if detected else None
         if layout is None or layout.name in used:
-            count = _band_count(spec)
             fits = [lay for name, lay in layouts.items() if name not in used and lay.num_channels == count]
             layout = fits[0] if len(fits) == 1 else None
         if layout is not None:
             out[i] = dataclasses.replace(spec, layout=layout)
             used.add(layout.name)
-        elif detected is None:
-            raise InputError(f"{_files(spec)} ({_band_count(spec)} bands) feeds none of the model's inputs "
+        elif detected is None and count is not None:  # (an unreadable file is named by the engine)
+            raise InputError(f"{_files(spec)} ({count} bands) feeds none of the model's inputs "
                              f"({describe_inputs(layouts)}); give it as FILE:NAME")
     for spec in out:  # a pre-trained modality the model does not take is read and left unused, as before
         if spec.layout is None and spec.modality is not None and spec.modality not in MODALITIES:
