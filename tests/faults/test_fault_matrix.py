@@ -243,10 +243,6 @@ for _point in ("reading", "model", "finishing"):
         CASES.append(Case(f"SIG{_sig} while {_point}", _generate(S2), code=_code, words=(f"sig{_sig.lower()}",),
                           point=_point, signame=_sig))
 
-# On a Dask cluster the client assembles the COGs from a staging folder; SIGTERM there must remove it and the cluster.
-CASES.append(Case("SIGTERM while finishing, Dask cluster", _generate(S2, "--cluster", "local", "--workers", "1"),
-                  code=143, words=("sigterm",), point="finishing", signame="TERM"))
-
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fault(case: Case, cache, tmp_path, request):
