@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -32,10 +31,11 @@ app.add_typer(weights.app, name="weights")
 def main() -> None:
     """Entry point: library errors become one line on stderr and exit code 1 (GEOMIND_DEBUG=1 shows tracebacks);
     SIGINT and SIGTERM clean up, print one line and exit 130 and 143."""
+    from geomind_cli.cli.logs import setup_logging
     from geomind_cli.errors import GeomindError
     from geomind_cli.interrupts import Interrupted, handling_signals, received
 
-    logging.basicConfig(level=logging.WARNING, format="geomind: %(levelname)s: %(message)s")
+    setup_logging()
     debug = bool(os.environ.get("GEOMIND_DEBUG"))
     try:
         with handling_signals():

@@ -80,15 +80,25 @@ Cluster = Annotated[
                  "cores; see --workers).", rich_help_panel=RUN),
 ]
 Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Workers of --cluster local.", rich_help_panel=RUN)]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.", rich_help_panel=RUN)]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar, no report).", rich_help_panel=RUN),
+]
+Json = Annotated[
+    bool, typer.Option("--json", help="Print the run summary as one JSON object on stdout (for scripts) instead of "
+                       "the report for people.", rich_help_panel=RUN),
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show the libraries' warnings (GDAL, Hugging Face, Dask) and "
+                       "geomind's progress notes.", rich_help_panel=RUN),
+]
 
 def option_group(cls: type, options: dict[str, Any], *, into: str, only: tuple[str, ...] = (),
-                 exclude: tuple[str, ...] = ()) -> Callable:
+                 exclude: tuple[str, ...] = (), prepare: Callable[[Any], None] | None = None) -> Callable:
     """Decorator: add the Typer ``options`` (field name -> ``Annotated`` type) of the frozen dataclass ``cls`` to a
     command, and call the command with one ``cls`` instance as keyword ``into`` instead of one argument each.
 
     ``only``/``exclude`` pick the fields this command offers; the others keep the dataclass defaults. The
-    parameters come after the command's own in ``--help``.
+    parameters come after the command's own in ``--help``. ``prepare(obj)`` runs before the command.
     """
     defaults = {field.name: field.default for field in dataclasses.fields(cls)}
     unknown = (set(only) | set(exclude)) - set(defaults)
@@ -104,8 +114,10 @@ def option_group(cls: type, options: dict[str, Any], *, into: str, only: tuple[s
 
         @functools.wraps(command)
         def with_group(*args, **kwargs):
-            values = {name: kwargs.pop(name) for name in names}
-            return command(*args, **kwargs, **{into: cls(**values)})
+            group = cls(**{name: kwargs.pop(name) for name in names})
+            if prepare is not None:
+                prepare(group)
+            return command(*args, **kwargs, **{into: group})
 
         # Typer reads the parameters from the signature and their types from __annotations__.
         with_group.__signature__ = own.replace(parameters=params)
@@ -118,10 +130,17 @@ def option_group(cls: type, options: dict[str, Any], *, into: str, only: tuple[s
 RUN_OPTIONS = {
     "device": Device, "precision": Precision, "batch_size": BatchSize, "compile": Compile, "weights": Weights,
     "overlap": Overlap, "overwrite": Overwrite, "resume": Resume, "preview": Preview, "each": Each,
-    "scheduler": Scheduler, "cluster": Cluster, "workers": Workers, "quiet": Quiet,
+    "scheduler": Scheduler, "cluster": Cluster, "workers": Workers, "quiet": Quiet, "json": Json, "verbose": Verbose,
 }
 
 
 def run_options(*, only: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> Callable:
-    """Decorator: the command gets the run options (all, ``only`` some, or all but ``exclude``) as ``run``."""
-    return option_group(RunOptions, RUN_OPTIONS, into="run", only=only, exclude=exclude)
+    """Decorator: the command gets the run options (all, ``only`` some, or all but ``exclude``) as ``run``; logging
+    follows its --quiet / --verbose."""
+    return option_group(RunOptions, RUN_OPTIONS, into="run", only=only, exclude=exclude, prepare=_log_as_asked)
+
+
+def _log_as_asked(run: RunOptions) -> None:
+    from geomind_cli.cli.logs import setup_logging
+
+    setup_logging(verbose=run.verbose, quiet=run.quiet)

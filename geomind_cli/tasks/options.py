@@ -30,8 +30,10 @@ class RunOptions:
     scheduler: str | None = None
     cluster: str | None = None
     workers: int | None = None
-    # What the run prints.
+    # What the run prints (see tasks/report.py).
     quiet: bool = False  # nothing but errors
+    json: bool = False  # the summary as one JSON object on stdout, instead of the lines for people
+    verbose: bool = False  # also the libraries' warnings (GDAL, Hugging Face retries) and geomind's info
 
     def runtime(self, *, compile: bool | None = None):
         """The resolved :class:`~geomind_cli.tasks.runtime.Runtime` (imports torch); ``compile`` overrides."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import sys
 import shutil
 from collections import deque
 from collections.abc import Iterable
@@ -24,6 +22,7 @@ from geomind_cli.engine.resume import leftovers, remove, why_incomplete
 from geomind_cli.errors import InputError, OutputError
 from geomind_cli.tasks.base import Task, release_models
 from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.report import Report
 
 
 def check_outputs(outputs: list[OutputSpec], *, overwrite: bool) -> None:
@@ -33,13 +32,15 @@ def check_outputs(outputs: list[OutputSpec], *, overwrite: bool) -> None:
     engine.check_outputs(outputs, overwrite=overwrite)
 
 
-def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool, quiet: bool = True) -> Task | None:
+def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool,
+                    report: Report | None = None) -> Task | None:
     """The task restricted to the outputs still to write (None if none), checked writable.
 
     Hidden files that a killed run left next to the outputs are removed first (those of a run still going are kept,
     see :func:`geomind_cli.engine.resume.leftovers`). With ``resume`` (and not ``overwrite``), complete outputs made
     by the same work (fingerprint) are dropped; an existing output that is not (another model, options, weights,
-    scene, or a file of someone else) is an error that says why, rather than silently kept or replaced.
+    scene, or a file of someone else) is an error that says why, rather than silently kept or replaced. The
+    outputs skipped are told to ``report``.
     """
     outputs = list(task.outputs)
     for spec in outputs:
@@ -56,10 +57,8 @@ def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool, 
                 raise OutputError(f"{spec.path} exists but {reason}, so it is not resumed; pass --overwrite to "
                                   "replace it or choose another output folder")
             todo.append(spec)
-        if not quiet and len(todo) < len(outputs):
-            done = ", ".join(str(spec.path) for spec in outputs if spec not in todo)
-            print(f"geomind: skipped (complete, made by the same command, options, model and weights): {done}",
-                  file=sys.stderr)
+        if report is not None and len(todo) < len(outputs):
+            report.skipped([spec.path for spec in outputs if spec not in todo])
         outputs = todo
     if not outputs:
         return None
@@ -75,14 +74,13 @@ def _engine_options(options: RunOptions) -> dict:
     return engine_options
 
 
-def _finish(task: Task, summary: RunSummary, options: RunOptions) -> RunSummary:
+def _finish(task: Task, summary: RunSummary, options: RunOptions, report: Report) -> RunSummary:
     if options.preview:
         from geomind_cli.preview import write_preview
 
         for spec in task.outputs:
             write_preview(Path(spec.path), spec.name)
-    if not options.quiet:
-        print(json.dumps(json.loads(summary.to_json())), file=sys.stderr)
+    report.done(summary)
     return summary
 
 
@@ -100,16 +98,25 @@ def connect(options: RunOptions):
 
 
 def run_task(scene: Scene, task: Task, options: RunOptions = RunOptions(), *, client=None,
-             summary_path: Path | None = None, rows_per_block: int | None = None) -> RunSummary | None:
+             summary_path: Path | None = None, rows_per_block: int | None = None,
+             report: Report | None = None) -> RunSummary | None:
     """Run ``task`` over ``scene``: on a Dask cluster (``client``, or one :func:`connect` opens for the options'
-    scheduler / cluster), else in this process. Returns None when ``options.resume`` found every output complete."""
-    todo = pending_outputs(scene, task, resume=options.resume, overwrite=options.overwrite, quiet=options.quiet)
+    scheduler / cluster), else in this process. Returns None when ``options.resume`` found every output complete.
+
+    ``report`` hears of the result (default: a report of this one scene, printed as the options say)."""
+    if report is None:
+        report = Report(options)
+        summary = run_task(scene, task, options, client=client, summary_path=summary_path,
+                           rows_per_block=rows_per_block, report=report)
+        report.close()
+        return summary
+    todo = pending_outputs(scene, task, resume=options.resume, overwrite=options.overwrite, report=report)
     if todo is None:
         return None
     if client is None and (options.scheduler or options.cluster):
         with connect(options) as opened:
             return run_task(scene, todo, dataclasses.replace(options, resume=False), client=opened,
-                            summary_path=summary_path, rows_per_block=rows_per_block)
+                            summary_path=summary_path, rows_per_block=rows_per_block, report=report)
     if client is None:
         summary = run_scene(scene, todo.tile_fn, todo.outputs, progress=not options.quiet, summary_path=summary_path,
                             **_engine_options(options))
@@ -120,11 +127,12 @@ def run_task(scene: Scene, task: Task, options: RunOptions = RunOptions(), *, cl
         summary = run_scene_distributed(scene, todo.tile_fn, todo.outputs, client=client, progress=not options.quiet,
                                         summary_path=summary_path, rows_per_block=rows_per_block,
                                         **_engine_options(options))
-    return _finish(todo, summary, options)
+    return _finish(todo, summary, options, report)
 
 
 def run_batch(items: Iterable[tuple[Scene, Task]], options: RunOptions = RunOptions(), *, client=None,
-              rows_per_block: int | None = None, scenes_in_flight: int | None = None) -> list[RunSummary | None]:
+              rows_per_block: int | None = None, scenes_in_flight: int | None = None,
+              report: Report | None = None) -> list[RunSummary | None]:
     """Run one task per scene, always resuming (``options.resume`` is taken as True). ``items`` may be a generator
     (scenes are opened lazily).
 
@@ -133,11 +141,17 @@ def run_batch(items: Iterable[tuple[Scene, Task]], options: RunOptions = RunOpti
     in parallel, while the client writes the COGs of the oldest scene.
     """
     options = dataclasses.replace(options, resume=True)
+    if report is None:
+        report = Report(options, batch=True)
+        summaries = run_batch(items, options, client=client, rows_per_block=rows_per_block,
+                              scenes_in_flight=scenes_in_flight, report=report)
+        report.close()
+        return summaries
     summaries: list[RunSummary | None] = []
     if client is None:
         for scene, task in items:
             with scene:
-                summaries.append(run_task(scene, task, options))
+                summaries.append(run_task(scene, task, options, report=report))
         return summaries
 
     from geomind_cli.engine.distributed import _workers, assemble, submit_scene
@@ -148,14 +162,14 @@ def run_batch(items: Iterable[tuple[Scene, Task]], options: RunOptions = RunOpti
     def finish_oldest():
         index, scene, todo, pending = queue.popleft()
         try:
-            summaries[index] = _finish(todo, assemble(pending, batch_size=options.batch_size), options)
+            summaries[index] = _finish(todo, assemble(pending, batch_size=options.batch_size), options, report)
         finally:
             scene.close()
 
     try:
         for scene, task in items:
             summaries.append(None)
-            todo = pending_outputs(scene, task, resume=True, overwrite=options.overwrite, quiet=options.quiet)
+            todo = pending_outputs(scene, task, resume=True, overwrite=options.overwrite, report=report)
             if todo is None:
                 scene.close()
                 continue
@@ -186,9 +200,13 @@ def execute(items: Iterable[tuple[Scene, Task]], options: RunOptions, *, batch: 
     """What every command does with its (scene, task) pairs: connect to the cluster if asked, then one scene
     (:func:`run_task`) or a batch (:func:`run_batch`, which always resumes)."""
     check_overlap(options.overlap)
+    report = Report(options, batch=batch)
     with connect(options) as client:
         if batch:
-            return run_batch(items, options, client=client)
-        (scene, task), = items
-        with scene:
-            return [run_task(scene, task, options, client=client, summary_path=summary_path)]
+            summaries = run_batch(items, options, client=client, report=report)
+        else:
+            (scene, task), = items
+            with scene:
+                summaries = [run_task(scene, task, options, client=client, summary_path=summary_path, report=report)]
+    report.close()
+    return summaries

@@ -248,3 +248,31 @@ def test_help_is_fast_and_lists_commands():
     # Heavy imports live inside command bodies, so help and argument errors come back at once.
     probe = "import sys, geomind_cli.cli.app; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_report_for_people_json_for_scripts_and_quiet(cache, tmp_path):
+    """One tokenize run per mode (one 224 px tile): a sentence per output and a summary line on stderr; one JSON
+    object on stdout with --json; nothing at all with --quiet. The 14 px output's block size below GDAL's liking
+    (a warning nobody can act on) shows only with --verbose."""
+    out = tmp_path / "tokens.tif"
+    base = ["tokenize", DEM, "--modality", "DEM", "-o", out, "--device", "cpu", "--overwrite"]
+    people = geomind(cache, *base)
+    assert people.stdout == ""
+    wrote, summary = [line for line in people.stderr.splitlines() if line.strip()]
+    assert wrote == f"Wrote {out}: 14 x 14 px, uint16 COG, band DEM_token per 16 px patch, {out.stat().st_size} B"
+    assert summary.startswith("1 tile in ") and "tiles/s" in summary and "peak memory" in summary
+    assert "BLOCKSIZE" not in people.stderr and "WARNING" not in people.stderr
+
+    scripts = geomind(cache, *base, "--json")
+    report = json.loads(scripts.stdout)
+    assert scripts.stderr == ""
+    assert report["tiles"] == 1 and report["processed"] == 1 and report["skipped"] == 0
+    [facts] = report["outputs"]
+    assert facts["path"] == str(out) and (facts["width"], facts["height"]) == (14, 14)
+    assert facts["dtype"] == "uint16" and facts["layout"] == "COG" and facts["bands"] == ["DEM_token"]
+
+    quiet = geomind(cache, *base, "--quiet")
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+    verbose = geomind(cache, *base, "--verbose")
+    assert "BLOCKSIZE" in verbose.stderr and verbose.stderr.count("Wrote ") == 1

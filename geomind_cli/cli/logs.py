@@ -1,0 +1,39 @@
+"""Logging for the command line: one handler on stderr, and the libraries' chatter only with ``--verbose``.
+
+GDAL (through rasterio), huggingface_hub, Dask and friends log warnings a user cannot act on (a COG block size
+below 128 px on a small output, each network retry). They reach our one handler like every record, and a filter
+keeps them back unless ``--verbose``; their errors always show. geomind's own warnings (random weights) show unless
+``--quiet``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+# Loggers of libraries whose warnings are not for the user (prefixes of logger names).
+LIBRARIES = ("rasterio", "huggingface_hub", "httpx", "httpcore", "urllib3", "filelock", "fsspec", "distributed",
+             "tornado", "asyncio", "numexpr")
+FORMAT = "geomind: %(levelname)s: %(message)s"
+
+
+class _LibraryFilter(logging.Filter):
+    """Drop library records below ERROR (the handler still shows geomind's own warnings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.name.startswith(LIBRARIES)
+
+
+def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
+    """Route every record to one stderr handler: geomind's warnings (errors only if ``quiet``); with ``verbose``,
+    geomind's info and the libraries' warnings too. Called by ``main`` and again by each command's options."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    if not verbose:
+        handler.addFilter(_LibraryFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
+    logging.captureWarnings(True)  # Python warnings of libraries go through the same handler (py.warnings)
