@@ -24,13 +24,18 @@ def hub_file(repo_id: str, filename: str, *, download: bool = True) -> Path:
 
     Raises WeightsNotFoundError with the repository, the file and the ways to put it in place.
     """
+    _quiet_hub()
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename)
     if isinstance(cached, str):
         return Path(cached)
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    if download and not offline:
+    host = _unreachable_hub() if download and not offline else None
+    if host:
+        # Without this check huggingface_hub retries five times (about 25 s) before giving up.
+        reason = f"this machine is offline (cannot reach {host}) and the file is not in the local Hugging Face cache"
+    elif download and not offline:
         try:
             return Path(hf_hub_download(repo_id, filename))
         except Exception as exc:  # network, auth, missing file: all end the same way for the user
@@ -44,8 +49,47 @@ def hub_file(repo_id: str, filename: str, *, download: bool = True) -> Path:
     )
 
 
+def _quiet_hub() -> None:
+    """Send huggingface_hub's log records to the application's handlers only.
+
+    huggingface_hub adds its own stderr handler when imported, so with the application's handler each record (each
+    network retry) printed twice; without it, the application decides (geomind's CLI shows them with --verbose).
+    """
+    import logging
+
+    import huggingface_hub  # noqa: F401  (its logging set-up runs on import)
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    for handler in list(hub_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            hub_logger.removeHandler(handler)
+    hub_logger.setLevel(logging.NOTSET)
+
+
+def _unreachable_hub(timeout: float = 3.0) -> str | None:
+    """The Hugging Face host if a connection to it fails within ``timeout`` s (no network), else None.
+
+    Behind a proxy (HTTPS_PROXY, ALL_PROXY) the proxy decides, so no direct probe is made.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError:
+        return url.hostname
+    return None
+
+
 def is_cached(repo_id: str, filename: str) -> Path | None:
     """Path of the cached file, or None. Never touches the network."""
+    _quiet_hub()
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename)

@@ -276,3 +276,14 @@ def test_report_for_people_json_for_scripts_and_quiet(cache, tmp_path):
 
     verbose = geomind(cache, *base, "--verbose")
     assert "BLOCKSIZE" in verbose.stderr and verbose.stderr.count("Wrote ") == 1
+
+
+def test_no_network_is_one_line_that_says_offline(cache):
+    """Downloads allowed but the hub unreachable: one error line at once, instead of five retries printed twice."""
+    env = {k: v for k, v in cache.env().items() if k != "HF_HUB_OFFLINE" and "proxy" not in k.lower()}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
+    proc = subprocess.run([sys.executable, "-m", "geomind_cli.cli.app", "weights", "download", "large"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    line = _one_error_line(proc)
+    assert proc.returncode == 1 and "offline (cannot reach 127.0.0.1)" in line and "Retry" not in proc.stderr
+    assert "geomind weights download" in line
