@@ -100,10 +100,14 @@ class Scene:
         files = []
         for source in self._sources:
             bands = list(source.bands)
-            for info, fb in zip(source.info, source.files):
-                files.append({**info, "modality": source.modality,
-                              "bands": [bands[t] for t in fb.targets], "s1_linear_to_db": source.to_db,
-                              "offsets": list(fb.offsets)})
+            # Paired by path: a file none of whose bands is used (a 13th band file for a 12-band modality) has info
+            # but no FileBands, so pairing by position would shift every later file onto the wrong band.
+            used = {str(fb.path): fb for fb in source.files}
+            for info in source.info:
+                fb = used.get(info["path"])
+                files.append({**info, "modality": source.modality, "s1_linear_to_db": source.to_db,
+                              "bands": [bands[t] for t in fb.targets] if fb else [],
+                              "offsets": list(fb.offsets) if fb else []})
         return {
             "grid": {"crs": self.grid.crs.to_string(), "res": list(self.grid.res),
                      "size": [self.grid.width, self.grid.height], "bounds": [left, bottom, right, top],

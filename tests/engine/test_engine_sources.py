@@ -197,3 +197,16 @@ def test_file_name_words_settle_what_band_counts_leave_open(tmp_path):
         assert detect_modality(write_raster(tmp_path / name, data)) == expected, name
     with open_scene([SourceSpec([tmp_path / "Rome-30m-DEM.tif"])]) as scene:
         assert scene.band_counts == {"DEM": 1}
+
+
+def test_describe_pairs_each_band_file_with_its_own_band(tmp_path):
+    """13 single-band files (B10 included) as S2L2A, which has 12 bands: the B10 file feeds nothing, and every file
+    after it must still be reported against its own band, not its neighbour's (files are paired by path)."""
+    order = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"]
+    paths = [write_raster(tmp_path / f"T33_{band}.tif", np.full((1, 32, 32), 1000 + i, np.uint16))
+             for i, band in enumerate(order)]
+    with open_scene([SourceSpec(paths=paths, modality="S2L2A")]) as scene:
+        described = scene.describe()["sources"]
+    reported = {Path(src["path"]).stem.split("_")[1]: src["bands"] for src in described}
+    assert reported.pop("B10") == []
+    assert reported == {band: [band] for band in order if band != "B10"}
