@@ -18,10 +18,15 @@ FORMAT = "geomind: %(levelname)s: %(message)s"
 
 
 class _LibraryFilter(logging.Filter):
-    """Drop library records below ERROR (the handler still shows geomind's own warnings)."""
+    """Drop library records below ERROR, and Python warnings raised outside geomind (they start with the file they
+    come from); geomind's own warnings still show."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or not record.name.startswith(LIBRARIES)
+        if record.levelno >= logging.ERROR:
+            return True
+        if record.name == "py.warnings":
+            return "geomind_cli" in record.getMessage().split(":", 1)[0]
+        return not record.name.startswith(LIBRARIES)
 
 
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
