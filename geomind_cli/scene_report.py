@@ -13,6 +13,22 @@ BASE_ENCODER_GFLOP_PER_TILE = 34.0
 ROWS_IN_FLIGHT = 2  # the engine keeps about two rows of tiles of accumulators in memory
 
 
+def crs_units(crs) -> str:
+    """The unit of a CRS's coordinates (and so of its resolution): "degrees" for a geographic CRS, else its linear
+    unit ("metre", "US survey foot", ...)."""
+    from rasterio.crs import CRS
+
+    crs = CRS.from_user_input(crs)
+    return "degrees" if crs.is_geographic else (crs.linear_units or "unknown").replace("meter", "metre")
+
+
+def format_resolution(res, units: str) -> str:
+    """``[x, y]`` resolution with its unit, e.g. "10 m", "8.983e-05 deg" (one number if x and y agree)."""
+    x, y = (abs(float(r)) for r in res)
+    unit = {"degrees": "deg", "metre": "m"}.get(units, units)
+    return f"{x:.4g} {unit}" if math.isclose(x, y, rel_tol=1e-9) else f"{x:.4g} x {y:.4g} {unit}"
+
+
 def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 8, tile_size: int = 224) -> dict:
     """A JSON-ready description of the scene and of the work a command would do on it."""
     described = scene.describe()
@@ -31,6 +47,7 @@ def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 
             "bands": " ".join(map(str, src.get("bands", []))),
             "crs": src.get("crs"),
             "resolution": src.get("res"),
+            "units": crs_units(src["crs"]) if src.get("crs") else None,
             "size": src.get("size"),
             "nodata": src.get("nodata"),
         }
@@ -42,6 +59,7 @@ def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 
         "grid": {
             "crs": described["grid"]["crs"],
             "resolution": grid.res[0],
+            "units": crs_units(grid.crs),
             "width": grid.width,
             "height": grid.height,
             "area_km2": grid.area_km2(),
@@ -54,8 +72,13 @@ def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 
             "peak_memory_mb": peak_mb,
             "encoder_gflop": len(plan) * BASE_ENCODER_GFLOP_PER_TILE,
         },
-        "weights": [
-            {"name": name, "repo_id": repo, "file": filename, "path": str(p) if (p := is_cached(repo, filename)) else None}
-            for name, (repo, filename) in official_files().items()
-        ],
+        "weights": cached_weights(),
     }
+
+
+def cached_weights() -> list[dict]:
+    """Every official file and its path in the local Hugging Face cache (None if not there)."""
+    return [
+        {"name": name, "repo_id": repo, "file": filename, "path": str(p) if (p := is_cached(repo, filename)) else None}
+        for name, (repo, filename) in official_files().items()
+    ]

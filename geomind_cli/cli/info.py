@@ -7,48 +7,78 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
+from geomind_cli.tasks.options import RunOptions
 
 
+@o.run_options(only=("batch_size", "overlap", "each", "verbose"))
 def info(
     scenes: o.Scenes,
     from_: Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")] = None,
-    overlap: o.Overlap = None,
-    batch_size: o.BatchSize = 8,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The same facts as one JSON object on stdout, for scripts.")] = False,
+    *,
+    run: RunOptions,
 ) -> None:
-    """Show detected modalities, bands, CRS, resolution, size and nodata; the tile plan; an estimate of memory and
-    work; and which official weights are in the local cache.
+    """Show detected modalities, bands, CRS, resolution (in the CRS's units), size and nodata; the tile plan; an
+    estimate of memory and work; and which official weights are in the local cache. Several scenes of one modality
+    are reported one by one, as the other commands would run them.
 
-    Example: `geomind info s2.tif s1.tif dem.tif`
+    Examples:
+
+        geomind info s2.tif s1.tif dem.tif:DEM        # one scene of three modalities
+
+        geomind info scenes/*.tif --overlap 32         # one report per scene
+
+        geomind info s2.tif --json | jq .tile_plan     # for scripts
     """
     import json
 
-    from geomind_cli.scene_report import scene_report
-    from geomind_cli.tasks.inputs import open_inputs
+    from geomind_cli.scene_report import cached_weights, scene_report
+    from geomind_cli.tasks.inputs import group_scenes, open_inputs
 
-    scene = open_inputs(scenes, from_)
-    report = scene_report(scene, overlap=overlap, batch_size=batch_size)
+    groups = group_scenes(scenes, modality=from_[0] if from_ and len(from_) == 1 else None, each=run.each)
+    reports = []
+    for group in groups:
+        explicit = len(groups) > 1 and ":" in group.sources[0][2:]  # in a batch --from names every scene's modality
+        with open_inputs(group.sources, None if explicit else from_) as scene:
+            report = scene_report(scene, overlap=run.overlap, batch_size=run.batch_size)
+        report.pop("weights")
+        reports.append({"scene": group.stem, **report})
+    weights = cached_weights()
     if as_json:
-        print(json.dumps(report, indent=2, default=str))
+        single = {**reports[0], "weights": weights}
+        single.pop("scene")
+        print(json.dumps(single if len(reports) == 1 else {"scenes": reports, "weights": weights}, indent=2,
+                         default=str))
         return
+    _print(reports, weights, run.batch_size)
+
+
+def _print(reports: list[dict], weights: list[dict], batch_size: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from geomind_cli.scene_report import format_resolution
+
     console = Console()
-    sources = Table("file", "modality", "bands", "CRS", "resolution", "size", "nodata", title="Inputs")
-    for src in report["sources"]:
-        sources.add_row(*(str(src.get(k, "")) for k in ("file", "modality", "bands", "crs", "resolution", "size",
-                                                          "nodata")))
-    console.print(sources)
-    grid, plan, work = report["grid"], report["tile_plan"], report["estimate"]
-    console.print(f"[bold]Target grid[/bold]: {grid['crs']}, {grid['resolution']} m, {grid['width']} x "
-                  f"{grid['height']} px ({grid['area_km2']:.2f} km2)")
-    console.print(f"[bold]Tiles[/bold]: {plan['tiles']} ({plan['rows']} rows x {plan['cols']} cols), tile "
-                  f"{plan['tile_size']} px, overlap {plan['overlap']} px, stride {plan['stride']} px")
-    console.print(f"[bold]Estimate[/bold]: {work['batches']} batches of {batch_size}; peak memory about "
-                  f"{work['peak_memory_mb']:.0f} MB for a 12-band float output; encoder work about "
-                  f"{work['encoder_gflop']:,.0f} GFLOP (base)")
+    for report in reports:
+        title = f"Inputs of scene {report['scene']}" if len(reports) > 1 else "Inputs"
+        sources = Table("file", "modality", "bands", "CRS", "resolution", "size", "nodata", title=title)
+        for src in report["sources"]:
+            res = format_resolution(src["resolution"], src["units"]) if src.get("resolution") else ""
+            size = "{} x {} px".format(*src["size"]) if src.get("size") else ""
+            sources.add_row(src["file"], src["modality"], src["bands"] or "(not used)", src["crs"], res, size,
+                            str(src["nodata"]))
+        console.print(sources)
+        grid, plan, work = report["grid"], report["tile_plan"], report["estimate"]
+        res = format_resolution([grid["resolution"], grid["resolution"]], grid["units"])
+        console.print(f"[bold]Target grid[/bold]: {grid['crs']}, {res}, {grid['width']} x {grid['height']} px "
+                      f"({grid['area_km2']:.2f} km2)")
+        console.print(f"[bold]Tiles[/bold]: {plan['tiles']} ({plan['rows']} rows x {plan['cols']} cols), tile "
+                      f"{plan['tile_size']} px, overlap {plan['overlap']} px, stride {plan['stride']} px")
+        console.print(f"[bold]Estimate[/bold]: {work['batches']} batches of {batch_size}; peak memory about "
+                      f"{work['peak_memory_mb']:.0f} MB for a 12-band float output; encoder work about "
+                      f"{work['encoder_gflop']:,.0f} GFLOP (base)")
     cache = Table("weights", "repository", "local cache", title="Official weights")
-    for row in report["weights"]:
+    for row in weights:
         cache.add_row(row["name"], row["repo_id"], row["path"] or "not cached")
     console.print(cache)

@@ -170,6 +170,25 @@ def test_info_json_reports_modalities_plan_and_cache(cache):
     assert report["tile_plan"]["tiles"] == 9  # 512 px, tile 224, stride 160 -> 3 x 3
     cached = {w["name"]: w["path"] for w in report["weights"]}
     assert cached["tiny"] and cached["S1GRD"] and not cached["large"]
+    assert report["grid"]["units"] == "degrees" and {s["units"] for s in report["sources"]} == {"degrees"}
+
+
+def test_info_units_from_the_crs_and_several_scenes_one_by_one(cache, tmp_path):
+    """EPSG:4326 resolution in degrees (not "m"), UTM in metres; two scenes of one modality are two reports, as
+    `generate` would run them, not an error."""
+    scenes = []
+    for name in ("a_S2Hand.tif", "b_S2Hand.tif"):
+        scenes.append(tmp_path / name)
+        scenes[-1].write_bytes(FLOOD_S2.read_bytes())
+    report = json.loads(geomind(cache, "info", *scenes, "--json").stdout)
+    assert [s["scene"] for s in report["scenes"]] == ["a_S2Hand", "b_S2Hand"]
+    assert all(s["modalities"] == {"S2L1C": 13} and s["tile_plan"]["tiles"] == 9 for s in report["scenes"])
+    assert len(report["weights"]) == 10  # listed once, not per scene
+    human = geomind(cache, "info", *scenes).stdout
+    assert "Inputs of scene a_S2Hand" in human and "Inputs of scene b_S2Hand" in human
+    assert "8.983e-05 deg" in human and "e-05 m" not in human
+    utm = geomind(cache, "info", S2).stdout
+    assert "EPSG:32" in utm and "10 m" in utm
 
 
 def test_weights_path_names_repository_when_missing(cache):
