@@ -18,13 +18,13 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",
 )
-app.command("generate")(generate.generate)
-app.command("tokenize")(tokenize.tokenize)
-app.command("detokenize")(detokenize.detokenize)
-app.command("embed")(embed.embed)
-app.command("info")(info.info)
-app.command("segment")(segment.segment)
-app.command("classify")(classify.classify)
+app.command("generate", epilog=generate.EXAMPLES)(generate.generate)
+app.command("tokenize", epilog=tokenize.EXAMPLES)(tokenize.tokenize)
+app.command("detokenize", epilog=detokenize.EXAMPLES)(detokenize.detokenize)
+app.command("embed", epilog=embed.EXAMPLES)(embed.embed)
+app.command("info", epilog=info.EXAMPLES)(info.info)
+app.command("segment", epilog=segment.EXAMPLES)(segment.segment)
+app.command("classify", epilog=classify.EXAMPLES)(classify.classify)
 app.add_typer(weights.app, name="weights")
 
 

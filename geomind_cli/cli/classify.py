@@ -11,6 +11,11 @@ from geomind_cli.cli import options as o
 from geomind_cli.tasks.options import RunOptions
 from geomind_cli.cli.segment import Checkpoint, Config, From, Tim
 
+EXAMPLES = o.examples(
+    "geomind classify samples/terramind/282D_485L_3_3_S2L2A.tif --config eurosat.yaml --checkpoint eurosat.ckpt -o classes.tif",
+    "geomind classify scenes/*.tif --checkpoint eurosat.ckpt --config eurosat.yaml -o grids/ --confidence",
+)
+
 
 @o.run_options(exclude=("weights",))
 def classify(
@@ -26,11 +31,7 @@ def classify(
     *,
     run: RunOptions,
 ) -> None:
-    """Write a coarse class grid: each tile's label over the 16 px cells nearest its centre (transform scaled by 16).
-
-    Example: `geomind classify s2.tif --checkpoint eurosat.ckpt --config eurosat.yaml -o classes.tif`; many scenes:
-    `geomind classify scenes/*.tif --checkpoint eurosat.ckpt -o grids/` (a re-run skips the grids already complete).
-    """
+    """Write a coarse class grid: each tile's label over the 16 px cells nearest its centre (transform scaled by 16)."""
     from geomind_cli.tasks.classify import classify_task
     from geomind_cli.tasks.inputs import batch_output, group_scenes
     from geomind_cli.tasks.run import execute

@@ -10,6 +10,11 @@ import typer
 from geomind_cli.cli import options as o
 from geomind_cli.tasks.options import RunOptions
 
+EXAMPLES = o.examples(
+    "geomind detokenize dem_tokens.tif --modality DEM -o dem_decoded.tif",
+    "geomind detokenize tokens/*.tif --modality S1RTC -o decoded/   # one output per token raster",
+)
+
 
 @o.run_options(exclude=("compile", "each"))
 def detokenize(
@@ -21,10 +26,7 @@ def detokenize(
     *,
     run: RunOptions,
 ) -> None:
-    """Decode token ids back into the modality's raster at full resolution (physical units).
-
-    Example: `geomind detokenize dem_DEM_tokens.tif --modality DEM -o dem_decoded.tif`
-    """
+    """Decode token ids back into the modality's raster at full resolution (physical units)."""
     from geomind_cli.facts.modalities import get_modality
     from geomind_cli.tasks.inputs import batch_output
     from geomind_cli.tasks.run import execute

@@ -10,6 +10,11 @@ import typer
 from geomind_cli.cli import options as o
 from geomind_cli.tasks.options import RunOptions
 
+EXAMPLES = o.examples(
+    "geomind embed samples/terramind/282D_485L_3_3_S2L2A.tif samples/terramind/282D_485L_3_3_S1RTC.tif --model base -o emb.tif",
+    'geomind embed samples/terramind/282D_485L_3_3_S2L2A.tif --dtype float16 -o emb.zarr   # xr.open_zarr(path, decode_coords="all")',
+)
+
 
 @o.run_options(exclude=("preview",))
 def embed(
@@ -25,8 +30,7 @@ def embed(
 ) -> None:
     """Write one feature vector per 16 x 16 patch (one band per feature, transform scaled by 16).
 
-    Example: `geomind embed s2.tif s1.tif:S1GRD --model base --layer -1 -o emb.tif` (or `-o emb.zarr`: Zarr,
-    one chunk holds every feature of a square of patches; open with xr.open_zarr(path, decode_coords="all")).
+    `-o emb.zarr` writes Zarr: one chunk holds every feature of a square of patches.
     """
     from geomind_cli.tasks.embed import EmbedOptions, embed_task
     from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs

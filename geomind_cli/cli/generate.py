@@ -10,6 +10,12 @@ import typer
 from geomind_cli.cli import options as o
 from geomind_cli.tasks.options import RunOptions
 
+EXAMPLES = o.examples(
+    "geomind generate samples/terramind/282D_485L_3_3_S2L2A.tif --to S1GRD LULC -o out/ --preview",
+    "geomind generate samples/sen1floods11/Spain_7370579_S2Hand.tif samples/sen1floods11/Spain_7370579_S1Hand.tif:S1GRD --to LULC -o out/",
+    "geomind generate scenes/*.tif --to LULC -o out/ --cluster local   # many scenes; a re-run resumes",
+)
+
 
 @o.run_options()
 def generate(
@@ -29,8 +35,7 @@ def generate(
 ) -> None:
     """Generate missing modalities (one COG each, physical units) from the input scene.
 
-    Example: `geomind generate s2.tif --to S1GRD LULC -o out/`; many scenes: `geomind generate scenes/*.tif --to LULC
-    -o out/ --cluster local` (a re-run skips the outputs already complete).
+    With several scenes (`scenes/*.tif`), one set of outputs per scene; a re-run skips the outputs already complete.
     """
     from geomind_cli.errors import InputError
     from geomind_cli.tasks.generate import GenerateOptions, generate_task

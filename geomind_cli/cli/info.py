@@ -9,6 +9,12 @@ import typer
 from geomind_cli.cli import options as o
 from geomind_cli.tasks.options import RunOptions
 
+EXAMPLES = o.examples(
+    "geomind info samples/sen1floods11/Spain_7370579_S2Hand.tif samples/sen1floods11/Spain_7370579_S1Hand.tif",
+    "geomind info samples/terramind/*.tif --together --overlap 32   # one scene of four modalities",
+    "geomind info scenes/*.tif --json   # one report per scene, for scripts",
+)
+
 
 @o.run_options(only=("batch_size", "overlap", "each", "verbose"))
 def info(
@@ -21,14 +27,6 @@ def info(
     """Show detected modalities, bands, CRS, resolution (in the CRS's units), size and nodata; the tile plan; an
     estimate of memory and work; and which official weights are in the local cache. Several scenes of one modality
     are reported one by one, as the other commands would run them.
-
-    Examples:
-
-        geomind info s2.tif s1.tif dem.tif:DEM        # one scene of three modalities
-
-        geomind info scenes/*.tif --overlap 32         # one report per scene
-
-        geomind info s2.tif --json | jq .tile_plan     # for scripts
     """
     import json
 

@@ -144,3 +144,9 @@ def _log_as_asked(run: RunOptions) -> None:
     from geomind_cli.cli.logs import setup_logging
 
     setup_logging(verbose=run.verbose, quiet=run.quiet)
+
+
+def examples(*commands: str) -> str:
+    """A command's ``--help`` epilog: real examples (run from the repository, they use the shipped samples), shown
+    as one code block after the options, as ``rio`` and ``gdal`` do."""
+    return "**Examples**\n\n```\n" + "\n".join(commands) + "\n```"

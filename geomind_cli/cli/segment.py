@@ -22,6 +22,11 @@ Tim = Annotated[
 ]
 From = Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")]
 
+EXAMPLES = o.examples(
+    "geomind segment samples/sen1floods11/Spain_7370579_S2Hand.tif samples/sen1floods11/Spain_7370579_S1Hand.tif:S1GRD --config samples/terratorch/sen1floods11_tim.yaml --checkpoint best.ckpt -o flood.tif",
+    "geomind segment scenes/*.tif --checkpoint best.ckpt --config flood.yaml -o maps/ --probabilities",
+)
+
 
 @o.run_options(exclude=("weights",))
 def segment(
@@ -39,9 +44,7 @@ def segment(
 ) -> None:
     """Write a class map (with colour table and class names) or, for a regression fine-tune, a float raster.
 
-    Example: `geomind segment s2.tif s1.tif:S1GRD --checkpoint best.ckpt --config flood.yaml -o flood.tif`; many
-    scenes: `geomind segment scenes/*.tif --checkpoint best.ckpt -o maps/ --cluster local` (one map per scene; a
-    re-run skips the maps already complete).
+    With several scenes, one map per scene in the `-o` folder; a re-run skips the maps already complete.
     """
     from geomind_cli.tasks.inputs import batch_output, group_scenes
     from geomind_cli.tasks.run import execute

@@ -10,6 +10,11 @@ import typer
 from geomind_cli.cli import options as o
 from geomind_cli.tasks.options import RunOptions
 
+EXAMPLES = o.examples(
+    "geomind tokenize samples/terramind/282D_485L_3_3_DEM.tif --modality DEM -o dem_tokens.tif",
+    "geomind tokenize samples/terramind/282D_485L_3_3_S1RTC.tif --modality S1RTC --json   # summary for scripts",
+)
+
 
 @o.run_options(exclude=("compile", "preview"))
 def tokenize(
@@ -19,10 +24,7 @@ def tokenize(
     *,
     run: RunOptions,
 ) -> None:
-    """Write the token ids of one modality (uint16, transform scaled by 16).
-
-    Example: `geomind tokenize dem.tif --modality DEM` then `geomind detokenize dem_DEM_tokens.tif --modality DEM`
-    """
+    """Write the token ids of one modality (uint16, transform scaled by 16)."""
     from geomind_cli.facts.modalities import get_modality
     from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
     from geomind_cli.tasks.run import execute

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from geomind_cli.cli.options import examples
+
 app = typer.Typer(help="Manage the official TerraMind weights (Hugging Face cache, HF_HOME, HF_HUB_OFFLINE).",
                   no_args_is_help=True)
 
@@ -29,7 +31,7 @@ def _select(names: list[str] | None) -> dict[str, tuple[str, str]]:
     return {n: files[n] for n in names}
 
 
-@app.command("list")
+@app.command("list", epilog=examples("geomind weights list", "HF_HOME=/data/hf geomind weights list   # another cache"))
 def list_weights() -> None:
     """Show every official file, its repository and whether it is in the local cache."""
     from rich.console import Console
@@ -44,7 +46,10 @@ def list_weights() -> None:
     Console().print(table)
 
 
-@app.command("download")
+@app.command("download", epilog=examples(
+    "geomind weights download                     # base and every tokenizer",
+    "geomind weights download tiny S1GRD LULC     # just what a small test run needs",
+))
 def download(names: Names = None) -> None:
     """Download official files into the Hugging Face cache (needs network access)."""
     from geomind_cli.models.weights import hub_file
@@ -53,7 +58,10 @@ def download(names: Names = None) -> None:
         print(f"{name}: {hub_file(repo, filename)}")
 
 
-@app.command("path")
+@app.command("path", epilog=examples(
+    "geomind weights path base",
+    "HF_HUB_OFFLINE=1 geomind weights path base S1GRD LULC   # exit 1 if one is not cached",
+))
 def path(names: Names = None) -> None:
     """Print the cached path of official files; an error if one is not cached."""
     from geomind_cli.models.weights import hub_file

@@ -57,3 +57,14 @@ def test_run_commands_show_the_run_options_panel(command):
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "Run options" in result.output and "--batch-size" in result.output and "--device" in result.output
+
+
+@pytest.mark.parametrize("command", ["generate", "tokenize", "detokenize", "embed", "segment", "classify", "info",
+                                     "weights list", "weights download", "weights path"])
+def test_every_help_ends_with_real_examples(command):
+    result = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    head, examples = result.output.rsplit("Examples", 1)
+    assert "--help" in head and "╭" not in examples  # the examples come after every panel of options
+    assert sum(f"geomind {command} " in line or line.strip() == f"geomind {command}"
+               for line in examples.splitlines()) >= 2
