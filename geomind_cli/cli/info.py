@@ -19,8 +19,12 @@ EXAMPLES = o.examples(
 @o.run_options(only=("batch_size", "overlap", "each", "verbose"))
 def info(
     scenes: o.Scenes,
-    from_: Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="The same facts as one JSON object on stdout, for scripts.")] = False,
+    from_: Annotated[
+        Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The same facts as one JSON object on stdout, for scripts."),
+    ] = False,
     *,
     run: RunOptions,
 ) -> None:

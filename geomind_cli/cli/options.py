@@ -55,7 +55,9 @@ Overlap = Annotated[
     typer.Option("--overlap", min=0, help="Tile overlap in pixels, a multiple of 16 (default: engine's).",
                  rich_help_panel=RUN),
 ]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.", rich_help_panel=RUN)]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace outputs that already exist.", rich_help_panel=RUN),
+]
 Resume = Annotated[
     bool,
     typer.Option("--resume", help="Skip outputs that are already complete (always on with several scenes).",
@@ -79,9 +81,12 @@ Cluster = Annotated[
     typer.Option("--cluster", help="'local': start a Dask cluster here, one worker per GPU (or per group of CPU "
                  "cores; see --workers).", rich_help_panel=RUN),
 ]
-Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Workers of --cluster local.", rich_help_panel=RUN)]
+Workers = Annotated[
+    Optional[int], typer.Option("--workers", min=1, help="Workers of --cluster local.", rich_help_panel=RUN),
+]
 Quiet = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar, no report).", rich_help_panel=RUN),
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar, no report).",
+                       rich_help_panel=RUN),
 ]
 Json = Annotated[
     bool, typer.Option("--json", help="Print the run summary as one JSON object on stdout (for scripts) instead of "

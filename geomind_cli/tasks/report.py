@@ -85,8 +85,10 @@ def _describe_zarr(path: Path) -> OutputFacts:
 
 def summary_sentence(summary: RunSummary) -> str:
     skipped = f" ({summary.skipped} all nodata, skipped)" if summary.skipped else ""
-    return (f"{summary.tiles} tile{'s' if summary.tiles != 1 else ''}{skipped} in {summary.seconds:.1f} s ({summary.tiles_per_second:.1f} tiles/s), "
-            f"{summary.km2:,.2f} km2, peak memory {summary.peak_rss_mb:,.0f} MB")
+    plural = "s" if summary.tiles != 1 else ""
+    return (f"{summary.tiles} tile{plural}{skipped} in {summary.seconds:.1f} s "
+            f"({summary.tiles_per_second:.3g} tiles/s), {summary.km2:,.2f} km2, "
+            f"peak memory {summary.peak_rss_mb:,.0f} MB")
 
 
 def summary_object(summary: RunSummary) -> dict:
