@@ -29,15 +29,28 @@ class _LibraryFilter(logging.Filter):
         return not record.name.startswith(LIBRARIES)
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record comes (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
     """Route every record to one stderr handler: geomind's warnings (errors only if ``quiet``); with ``verbose``,
-    geomind's info and the libraries' warnings too. Called by ``main`` and again by each command's options."""
-    handler = logging.StreamHandler(sys.stderr)
+    geomind's info and the libraries' warnings too. Called by ``main`` and again by each command's options; it
+    replaces the handler it added before and leaves others alone (a test runner's capture)."""
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter(FORMAT))
     if not verbose:
         handler.addFilter(_LibraryFilter())
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _Stderr)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
