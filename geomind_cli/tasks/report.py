@@ -110,7 +110,7 @@ class Report:
         self.start = time.perf_counter()
         self.scenes: list[dict] = []  # for --json
         self.summaries: list[RunSummary] = []
-        self.skipped_count = 0
+        self.skipped_paths: list[str] = []
         self.console = None
         if not (options.quiet or options.json):
             from rich.console import Console
@@ -128,18 +128,20 @@ class Report:
         self.console.print(f"[bold]{summary_sentence(summary)}[/bold]")
 
     def skipped(self, paths: list) -> None:
-        self.skipped_count += 1
+        """Outputs left alone: complete, and made by the same command, options, model and weights (resume)."""
+        self.skipped_paths += [str(p) for p in paths]
         if self.options.json:
-            self.scenes.append({"skipped": "already complete", "outputs": [str(p) for p in paths]})
+            self.scenes.append({"skipped": "complete, made by the same command, options, model and weights",
+                                "outputs": [str(p) for p in paths]})
         if self.console is not None:
-            self.console.print(f"[yellow]Skipped[/yellow] (already complete): {', '.join(map(str, paths))}")
+            self.console.print(f"[yellow]Skipped[/yellow] (complete, made by the same command, options, model and "
+                               f"weights): {', '.join(map(str, paths))}")
 
     def totals(self) -> dict:
-        """Scenes run and skipped, tiles, wall time and peak memory of everything reported so far."""
+        """Scenes run, outputs skipped, tiles, wall time and peak memory of everything reported so far."""
         runs = self.summaries
-        return {"scene_count": len(runs) + self.skipped_count, "scenes_run": len(runs),
-                "scenes_skipped": self.skipped_count, "tiles": sum(s.tiles for s in runs),
-                "processed": sum(s.processed for s in runs),
+        return {"scenes_run": len(runs), "outputs_skipped": len(self.skipped_paths),
+                "tiles": sum(s.tiles for s in runs), "processed": sum(s.processed for s in runs),
                 "seconds": round(time.perf_counter() - self.start, 3),
                 "peak_rss_mb": max((s.peak_rss_mb for s in runs), default=0.0)}
 
@@ -150,5 +152,5 @@ class Report:
         elif self.console is not None and self.batch:
             t = self.totals()
             self.console.print(
-                f"[bold]{t['scene_count']} scenes ({t['scenes_run']} run, {t['scenes_skipped']} already complete): "
-                f"{t['tiles']} tiles in {t['seconds']:.1f} s, peak memory {t['peak_rss_mb']:,.0f} MB[/bold]")
+                f"[bold]{t['scenes_run']} scenes run, {t['outputs_skipped']} outputs already complete: {t['tiles']} "
+                f"tiles in {t['seconds']:.1f} s, peak memory {t['peak_rss_mb']:,.0f} MB[/bold]")

@@ -56,8 +56,8 @@ def test_killed_batch_resumes_on_a_cluster_with_identical_outputs(hub, tmp_path)
     args.remove("--quiet")
     resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert resumed.stderr.count("Skipped (already complete)") == len(done)
-    assert f"4 scenes ({4 - len(done)} run, {len(done)} already complete)" in resumed.stderr
+    assert resumed.stderr.count("Skipped (complete, made by the same command") == len(done)
+    assert f"{4 - len(done)} scenes run, {len(done)} outputs already complete" in resumed.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_LULC.tif") if p.name in done} == done  # untouched
     assert sorted(p.name for p in out.iterdir()) == [f"scene_{i}_LULC.tif" for i in range(4)]  # no leftovers
 
