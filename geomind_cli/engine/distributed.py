@@ -25,7 +25,8 @@ import rasterio
 from geomind_cli.engine.blocks import BlockResult, compute_block, count_tiles, plan_blocks
 from geomind_cli.engine.outputs import OutputSpec
 from geomind_cli.engine.resume import STAGING_PREFIX, owner_token
-from geomind_cli.engine.runner import STREAM_CACHE_BYTES, RunSummary, TileFn, _Outputs, check_outputs, peak_rss_mb
+from geomind_cli.engine.runner import (STREAM_CACHE_BYTES, RunSummary, TileFn, _finish_progress, _Outputs,
+                                       check_outputs, peak_rss_mb)
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import final_row
 from geomind_cli.engine.tiling import DEFAULT_OVERLAP, TilePlan, plan_tiles
@@ -93,8 +94,10 @@ def _fill_rows(spec: OutputSpec, key: str, channels: int, rows: int, width: int)
     return np.full((channels if key == "probabilities" else 1, rows, width), np.nan, np.float32)
 
 
-def assemble(pending: _Pending, *, tile_size: int = 224, batch_size: int = 8, progress=None) -> RunSummary:
-    """Wait for a scene's blocks in order and stream their rows into the outputs' COGs (atomically)."""
+def assemble(pending: _Pending, *, tile_size: int = 224, batch_size: int = 8, progress=None, bar=None) -> RunSummary:
+    """Wait for a scene's blocks in order and stream their rows into the outputs' COGs (atomically).
+
+    ``progress(result)`` after each block; ``bar``, a rich Progress, also shows the finishing of each COG."""
     scene, plan, specs = pending.scene, pending.plan, pending.outputs
     state = _Outputs(scene, specs, plan, 1)
     results: list[BlockResult] = []
@@ -124,7 +127,7 @@ def assemble(pending: _Pending, *, tile_size: int = 224, batch_size: int = 8, pr
                     progress(result)
             state.stitchers.clear()
             for writer in state.writers.values():
-                writer.finish()
+                writer.finish(progress=_finish_progress(bar, writer.path.name))
             for writer in state.writers.values():
                 writer.commit()
     except BaseException:
@@ -163,7 +166,7 @@ def run_scene_distributed(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpe
                            valid_rule=valid_rule, rows_per_block=rows_per_block, summary_path=summary_path)
     bar = _BlockProgress(progress, len(pending.blocks))
     try:
-        return assemble(pending, tile_size=tile_size, batch_size=batch_size, progress=bar.advance)
+        return assemble(pending, tile_size=tile_size, batch_size=batch_size, progress=bar.advance, bar=bar.bar)
     finally:
         bar.stop()
 
@@ -175,9 +178,11 @@ class _BlockProgress:
         self.bar = None
         if enabled and sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
 
-            self.bar = Progress(TextColumn("[bold]blocks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                 console=Console(stderr=True))
             self.bar.start()
             self.task = self.bar.add_task("blocks", total=total)

@@ -349,3 +349,43 @@ def test_interrupt_while_the_writer_thread_works_leaves_no_output(tmp_path):
                       batch_size=2, write_behind=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
     assert not any(t.name == "geomind-writer" and t.is_alive() for t in threading.enumerate())
+
+
+def test_progress_covers_the_tiles_then_the_finishing_of_every_cog(tmp_path, monkeypatch):
+    """The bar (on a terminal) hears of every tile, then shows each COG as it is built: the finishing phase is not
+    silent. A recorder with the rich Progress calls the runner makes stands in for the terminal bar."""
+    from geomind_cli.engine import runner
+
+    events = []
+
+    class Recorder:
+        tasks = ["tiles"]
+
+        def add_task(self, description, total=None, **fields):
+            self.tasks.append(description)
+            events.append(("add", description))
+            return len(self.tasks) - 1
+
+        def update(self, task, completed=None, **fields):
+            events.append((self.tasks[task], completed))
+
+        def stop(self):
+            events.append(("stop", None))
+
+    monkeypatch.setattr(runner, "_progress", lambda enabled, total: Recorder() if enabled else None)
+    data = smooth_field(12, 300, 300).astype(np.int16)
+    spec = OutputSpec("cls", tmp_path / "cls.tif", "classes", ["class"], "uint8", class_names=["a", "b"],
+                      confidence=True)
+
+    def two_classes(batch):
+        low = (batch.arrays["S2L2A"][:, :1] < 3000).astype(np.float32)
+        return {"cls": np.concatenate([low, 1 - low], axis=1)}
+
+    with _scene(tmp_path, data) as scene:
+        summary = run_scene(scene, two_classes, [spec], batch_size=2)
+    tiles = [done for name, done in events if name == "tiles"]
+    assert tiles == sorted(tiles) and tiles[-1] == summary.tiles == 4
+    added = [(i, e[1]) for i, e in enumerate(events) if e[0] == "add"]
+    assert [name for _, name in added] == ["finishing cls.tif (MB)", "finishing cls_confidence.tif (MB)"]
+    last_tile = max(i for i, e in enumerate(events) if e[0] == "tiles")
+    assert added[0][0] > last_tile and events[-1] == ("stop", None)
