@@ -2,8 +2,8 @@
 
 GDAL (through rasterio), huggingface_hub, Dask and friends log warnings a user cannot act on (a COG block size
 below 128 px on a small output, each network retry). They reach our one handler like every record, and a filter
-keeps them back unless ``--verbose``; their errors always show. geomind's own warnings (random weights) show unless
-``--quiet``.
+keeps them back unless ``--verbose``; their errors always show. geomind's own warnings (random weights) always show,
+``--quiet`` included.
 """
 
 from __future__ import annotations
@@ -42,16 +42,17 @@ class _Stderr(logging.StreamHandler):
 
 
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
-    """Route every record to one stderr handler: geomind's warnings (errors only if ``quiet``); with ``verbose``,
+    """Route every record to one stderr handler: geomind's warnings (also if ``quiet``); with ``verbose``,
     geomind's info and the libraries' warnings too. Called by ``main`` and again by each command's options; it
     replaces the handler it added before and leaves others alone (a test runner's capture)."""
     handler = _Stderr()
     handler.setFormatter(logging.Formatter(FORMAT))
-    if not verbose:
+    if quiet or not verbose:
         handler.addFilter(_LibraryFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Stderr)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
+    # --quiet keeps geomind's own warnings: they are few and matter (RANDOM WEIGHTS must never pass unseen).
+    root.setLevel(logging.INFO if verbose and not quiet else logging.WARNING)
     logging.captureWarnings(True)  # Python warnings of libraries go through the same handler (py.warnings)

@@ -85,8 +85,8 @@ Workers = Annotated[
     Optional[int], typer.Option("--workers", min=1, help="Workers of --cluster local.", rich_help_panel=RUN),
 ]
 Quiet = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar, no report).",
-                       rich_help_panel=RUN),
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors and geomind's warnings (no progress bar, no "
+                       "report).", rich_help_panel=RUN),
 ]
 Json = Annotated[
     bool, typer.Option("--json", help="Print the run summary as one JSON object on stdout (for scripts) instead of "

@@ -31,7 +31,7 @@ class RunOptions:
     cluster: str | None = None
     workers: int | None = None
     # What the run prints (see tasks/report.py).
-    quiet: bool = False  # nothing but errors
+    quiet: bool = False  # nothing but errors and geomind's own warnings (random weights)
     json: bool = False  # the summary as one JSON object on stdout, instead of the lines for people
     verbose: bool = False  # also the libraries' warnings (GDAL, Hugging Face retries) and geomind's info
 
