@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from geomind_cli.engine import DEFAULT_OVERLAP, Scene, plan_tiles
+from geomind_cli.engine.remote import display_name
 from geomind_cli.models.weights import is_cached, official_files
 
 # Encoder work per 224 px tile of TerraMind base (torch FLOP counter on the reference), for the estimate.
@@ -29,6 +30,11 @@ def format_resolution(res, units: str) -> str:
     return f"{x:.4g} {unit}" if math.isclose(x, y, rel_tol=1e-9) else f"{x:.4g} x {y:.4g} {unit}"
 
 
+def _one(values: list[float]):
+    """One number when every band shares it, else the list."""
+    return values[0] if values and len(set(values)) == 1 else values
+
+
 def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 8, tile_size: int = 224) -> dict:
     """A JSON-ready description of the scene and of the work a command would do on it."""
     described = scene.describe()
@@ -42,7 +48,7 @@ def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 
     sources = [
         {
             "path": src.get("path"),
-            "file": Path(src.get("path", "")).name,
+            "file": display_name(src.get("path", "")),
             "modality": src.get("modality"),
             "bands": " ".join(map(str, src.get("bands", []))),
             "crs": src.get("crs"),
@@ -50,6 +56,15 @@ def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 
             "units": crs_units(src["crs"]) if src.get("crs") else None,
             "size": src.get("size"),
             "nodata": src.get("nodata"),
+            # Where the bands come from (a file, or a STAC asset key), and how raw values became physical ones.
+            "from": src.get("asset") or src.get("origin") or Path(src.get("path", "")).name,
+            "product": src.get("product") or None,
+            "scale": _one(src.get("scales", [])),
+            "offset": _one(src.get("offsets", [])),
+            "value_units": (src.get("units") or "") + {10.0: " (from linear power)", 20.0: " (from amplitude)"}.get(
+                src.get("db_factor") or 0.0, ""),
+            "decisions": src.get("decisions", []),
+            "cloud_mask": src.get("mask"),
         }
         for src in described["sources"]
     ]

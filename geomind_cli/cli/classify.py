@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
-from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.options import InputOptions, RunOptions
 from geomind_cli.cli.segment import Checkpoint, Config, From, Tim
 
 EXAMPLES = o.examples(
@@ -18,6 +18,7 @@ EXAMPLES = o.examples(
 
 
 @o.run_options(exclude=("weights",))
+@o.input_options()
 def classify(
     scenes: o.Scenes,
     checkpoint: Checkpoint,
@@ -30,6 +31,7 @@ def classify(
     seed: o.Seed = 0,
     *,
     run: RunOptions,
+    inputs: InputOptions,
 ) -> None:
     """Write a coarse class grid: each tile's label over the 16 px cells nearest its centre (transform scaled by 16)."""
     from geomind_cli.tasks.classify import classify_task
@@ -44,7 +46,7 @@ def classify(
 
     def items():
         for group in groups:
-            scene = finetune_scene(group.sources, from_, config, checkpoint, runtime, opts.tim)
+            scene = finetune_scene(group.sources, from_, config, checkpoint, runtime, opts.tim, inputs=inputs)
             out = batch_output(output, len(groups), f"{group.stem}_classes.tif")
             yield scene, classify_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
                                        overwrite=run.task_overwrite(batch))

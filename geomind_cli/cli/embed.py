@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
-from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.options import InputOptions, RunOptions
 
 EXAMPLES = o.examples(
     "geomind embed samples/terramind/282D_485L_3_3_S2L2A.tif samples/terramind/282D_485L_3_3_S1RTC.tif --model base -o emb.tif",
@@ -17,6 +17,7 @@ EXAMPLES = o.examples(
 
 
 @o.run_options(exclude=("preview",))
+@o.input_options()
 def embed(
     scenes: o.Scenes,
     from_: Annotated[Optional[list[str]], typer.Option("--from", help="Modalities of inputs that cannot be detected, in order.")] = None,
@@ -27,6 +28,7 @@ def embed(
     dtype: Annotated[str, typer.Option("--dtype", help="Output data type: float32 or float16 (half the size).")] = "float32",
     *,
     run: RunOptions,
+    inputs: InputOptions,
 ) -> None:
     """Write one feature vector per 16 x 16 patch (one band per feature, transform scaled by 16).
 
@@ -43,7 +45,7 @@ def embed(
 
     def items():
         for group in groups:
-            scene = open_inputs(group.sources, from_)
+            scene = open_inputs(group.sources, from_, inputs=inputs)
             out = batch_output(output, len(groups), f"{group.stem}_embedding.tif")
             yield scene, embed_task(list(scene.band_counts), opts, runtime, out, overwrite=run.task_overwrite(batch))
 

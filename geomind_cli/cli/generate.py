@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
-from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.options import InputOptions, RunOptions
 
 EXAMPLES = o.examples(
     "geomind generate samples/terramind/282D_485L_3_3_S2L2A.tif --to S1GRD LULC -o out/ --preview",
@@ -18,6 +18,7 @@ EXAMPLES = o.examples(
 
 
 @o.run_options()
+@o.input_options()
 def generate(
     scenes: o.Scenes,
     to: Annotated[list[str], typer.Option("--to", help="Modalities to generate: S2L2A S1GRD S1RTC DEM NDVI LULC.")],
@@ -32,6 +33,7 @@ def generate(
     noise: Annotated[str, typer.Option("--noise", help="world: noise keyed by place (seamless); tile: per tile.")] = "world",
     *,
     run: RunOptions,
+    inputs: InputOptions,
 ) -> None:
     """Generate missing modalities (one COG each, physical units) from the input scene.
 
@@ -55,7 +57,7 @@ def generate(
         for group in groups:
             # In batch mode --from names the modality of every scene, unless an input names its own.
             explicit = batch and names_modality(group.sources[0])
-            scene = open_inputs(group.sources, None if explicit else from_)
+            scene = open_inputs(group.sources, None if explicit else from_, inputs=inputs)
             task = generate_task(list(scene.band_counts), opts, runtime, output_dir, group.stem,
                                  overwrite=run.task_overwrite(batch))
             yield scene, task

@@ -7,16 +7,18 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
-from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.options import InputOptions, RunOptions
 
 EXAMPLES = o.examples(
     "geomind info samples/sen1floods11/Spain_7370579_S2Hand.tif samples/sen1floods11/Spain_7370579_S1Hand.tif",
     "geomind info samples/terramind/*.tif --together --overlap 32   # one scene of four modalities",
     "geomind info scenes/*.tif --json   # one report per scene, for scripts",
+    "geomind info S2B_MSIL2A_20240612T103629_N0510_R008_T32TNS.SAFE.zip --bbox 500000 5090000 510000 5100000",
 )
 
 
 @o.run_options(only=("batch_size", "overlap", "each", "verbose"))
+@o.input_options()
 def info(
     scenes: o.Scenes,
     from_: Annotated[
@@ -27,9 +29,11 @@ def info(
     ] = False,
     *,
     run: RunOptions,
+    inputs: InputOptions,
 ) -> None:
-    """Show detected modalities, bands, CRS, resolution (in the CRS's units), size and nodata; the tile plan; an
-    estimate of memory and work; and which official weights are in the local cache. Several scenes of one modality
+    """Show detected modalities, bands, CRS, resolution (in the CRS's units), size and nodata; where each band comes
+    from (file or STAC asset), the scale/offset applied, the units and what was decided automatically; the tile plan;
+    an estimate of memory and work; and which official weights are in the local cache. Several scenes of one modality
     are reported one by one, as the other commands would run them.
     """
     import json
@@ -41,7 +45,7 @@ def info(
     reports = []
     for group in groups:
         explicit = len(groups) > 1 and ":" in group.sources[0][2:]  # in a batch --from names every scene's modality
-        with open_inputs(group.sources, None if explicit else from_) as scene:
+        with open_inputs(group.sources, None if explicit else from_, inputs=inputs) as scene:
             report = scene_report(scene, overlap=run.overlap, batch_size=run.batch_size)
         report.pop("weights")
         reports.append({"scene": group.stem, **report})
@@ -64,13 +68,17 @@ def _print(reports: list[dict], weights: list[dict], batch_size: int) -> None:
     console = Console()
     for report in reports:
         title = f"Inputs of scene {report['scene']}" if len(reports) > 1 else "Inputs"
-        sources = Table("file", "modality", "bands", "CRS", "resolution", "size", "nodata", title=title)
+        sources = Table("from", "modality", "bands", "CRS", "resolution", "size", "nodata", "scale", "offset",
+                        "units", title=title)
         for src in report["sources"]:
             res = format_resolution(src["resolution"], src["units"]) if src.get("resolution") else ""
             size = "{} x {} px".format(*src["size"]) if src.get("size") else ""
-            sources.add_row(src["file"], src["modality"], src["bands"] or "(not used)", src["crs"], res, size,
-                            str(src["nodata"]))
+            sources.add_row(src["from"], src["modality"], src["bands"] or "(not used)", src["crs"], res, size,
+                            *(str(src.get(k, "")) for k in ("nodata", "scale", "offset", "value_units")))
         console.print(sources)
+        decided = dict.fromkeys(f"{src['modality']}: {note}" for src in report["sources"] for note in src["decisions"])
+        for note in decided:
+            console.print(f"[bold]Decided[/bold] {note}", soft_wrap=True)
         grid, plan, work = report["grid"], report["tile_plan"], report["estimate"]
         res = format_resolution([grid["resolution"], grid["resolution"]], grid["units"])
         console.print(f"[bold]Target grid[/bold]: {grid['crs']}, {res}, {grid['width']} x {grid['height']} px "

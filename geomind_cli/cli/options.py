@@ -17,15 +17,17 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.options import InputOptions, RunOptions
 
 RUN = "Run options"  # the --help panel of the options every run command shares
+INPUT = "Input options"  # how inputs are read: units the metadata cannot settle, the area to process
 
 Scenes = Annotated[
     list[str],
     typer.Argument(
-        help="Input rasters: one file per modality (or per band), matched to modalities by band count and band "
-        "descriptions, or explicitly as FILE:MODALITY (e.g. s1.tif:S1GRD).",
+        help="Inputs: rasters (one file per modality or per band; local, http(s)://, s3://, gs://, az:// or /vsi... "
+        "paths), Sentinel-2/Sentinel-1 SAFE products (folder or .zip), STAC items or item collections (JSON file or "
+        "URL; ITEMS.json#ID picks one). Modalities are detected; name one explicitly as INPUT:MODALITY.",
         show_default=False,
     ),
 ]
@@ -97,6 +99,38 @@ Verbose = Annotated[
                        "geomind's progress notes.", rich_help_panel=RUN),
 ]
 
+S2Offset = Annotated[
+    str,
+    typer.Option("--s2-offset", help="Sentinel-2 baseline offset in digital numbers: auto (from the product, STAC "
+                 "item or file metadata; `geomind info` says what it decided), none, or a number such as -1000.",
+                 rich_help_panel=INPUT),
+]
+S1Units = Annotated[
+    str,
+    typer.Option("--s1-units", help="Sentinel-1 values as stored: auto (from the product, else from the values), "
+                 "db, linear (power) or amplitude.", rich_help_panel=INPUT),
+]
+Mask = Annotated[
+    Optional[str],
+    typer.Option("--mask", help="'clouds': Sentinel-2 L2A pixels the scene classification marks as cloud, cloud "
+                 "shadow, cirrus or saturated are nodata (their tiles are skipped or blended out).",
+                 rich_help_panel=INPUT),
+]
+BBox = Annotated[
+    Optional[tuple[float, float, float, float]],
+    typer.Option("--bbox", help="Process only this box: minx miny maxx maxy, in the scene grid's CRS (or "
+                 "--bbox-crs). Only the blocks under it are read.", rich_help_panel=INPUT, show_default=False),
+]
+BBoxCrs = Annotated[
+    Optional[str], typer.Option("--bbox-crs", help="CRS of --bbox, e.g. EPSG:4326.", rich_help_panel=INPUT),
+]
+Aoi = Annotated[
+    Optional[str],
+    typer.Option("--aoi", help="Process only the bounding box of this GeoJSON file (EPSG:4326).",
+                 rich_help_panel=INPUT),
+]
+
+
 def option_group(cls: type, options: dict[str, Any], *, into: str, only: tuple[str, ...] = (),
                  exclude: tuple[str, ...] = (), prepare: Callable[[Any], None] | None = None) -> Callable:
     """Decorator: add the Typer ``options`` (field name -> ``Annotated`` type) of the frozen dataclass ``cls`` to a
@@ -155,3 +189,12 @@ def examples(*commands: str) -> str:
     """A command's ``--help`` epilog: real examples (run from the repository, they use the shipped samples), shown
     as one code block after the options, as ``rio`` and ``gdal`` do."""
     return "**Examples**\n\n```\n" + "\n".join(commands) + "\n```"
+
+
+INPUT_OPTIONS = {"s2_offset": S2Offset, "s1_units": S1Units, "mask": Mask, "bbox": BBox, "bbox_crs": BBoxCrs,
+                 "aoi": Aoi}
+
+
+def input_options() -> Callable:
+    """Decorator: the command gets the input options as ``inputs`` (an :class:`InputOptions`)."""
+    return option_group(InputOptions, INPUT_OPTIONS, into="inputs")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
-from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.options import InputOptions, RunOptions
 
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="Lightning checkpoint (.ckpt) from `terratorch fit`.")]
 Config = Annotated[
@@ -29,6 +29,7 @@ EXAMPLES = o.examples(
 
 
 @o.run_options(exclude=("weights",))
+@o.input_options()
 def segment(
     scenes: o.Scenes,
     checkpoint: Checkpoint,
@@ -41,6 +42,7 @@ def segment(
     seed: o.Seed = 0,
     *,
     run: RunOptions,
+    inputs: InputOptions,
 ) -> None:
     """Write a class map (with colour table and class names) or, for a regression fine-tune, a float raster.
 
@@ -57,7 +59,7 @@ def segment(
 
     def items():
         for group in groups:
-            scene = finetune_scene(group.sources, from_, config, checkpoint, runtime, opts.tim)
+            scene = finetune_scene(group.sources, from_, config, checkpoint, runtime, opts.tim, inputs=inputs)
             out = batch_output(output, len(groups), f"{group.stem}_segmentation.tif")
             yield scene, segment_task(list(scene.band_counts), config, checkpoint, opts, runtime, out,
                                       overwrite=run.task_overwrite(batch))

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from geomind_cli.cli import options as o
-from geomind_cli.tasks.options import RunOptions
+from geomind_cli.tasks.options import InputOptions, RunOptions
 
 EXAMPLES = o.examples(
     "geomind tokenize samples/terramind/282D_485L_3_3_DEM.tif --modality DEM -o dem_tokens.tif",
@@ -17,16 +17,18 @@ EXAMPLES = o.examples(
 
 
 @o.run_options(exclude=("compile", "preview"))
+@o.input_options()
 def tokenize(
     scenes: o.Scenes,
     modality: Annotated[str, typer.Option("--modality", "-m", help="S2L2A, S1GRD, S1RTC, DEM, LULC or NDVI.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output raster (default: <scene>_<MOD>_tokens.tif).")] = None,
     *,
     run: RunOptions,
+    inputs: InputOptions,
 ) -> None:
     """Write the token ids of one modality (uint16, transform scaled by 16)."""
     from geomind_cli.facts.modalities import get_modality
-    from geomind_cli.tasks.inputs import batch_output, group_scenes, open_inputs
+    from geomind_cli.tasks.inputs import batch_output, group_scenes, names_modality, open_inputs
     from geomind_cli.tasks.run import execute
     from geomind_cli.tasks.tokenize import tokenize_task
 
@@ -38,7 +40,8 @@ def tokenize(
     def items():
         for group in groups:
             sources = group.sources
-            scene = open_inputs(sources, [name] if len(sources) == 1 and ":" not in sources[0][2:] else None)
+            named = len(sources) > 1 or names_modality(sources[0])
+            scene = open_inputs(sources, None if named else [name], inputs=inputs)
             out = batch_output(output, len(groups), f"{group.stem}_{name}_tokens.tif")
             yield scene, tokenize_task(name, runtime, out, overwrite=run.task_overwrite(batch))
 

@@ -26,6 +26,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
+from geomind_cli.engine.remote import gdal_path, open_env, open_raster
 from geomind_cli.engine.sources import FileBands, ResolvedSource, to_physical
 from geomind_cli.errors import InputError
 
@@ -74,7 +75,7 @@ def choose_grid(sources: list[ResolvedSource], *, crs=None, resolution: float | 
     candidates = []
     for source in sources:
         for fb in source.files:
-            with rasterio.open(fb.path) as dataset:
+            with open_georeferenced(fb) as dataset:
                 candidates.append((source.modality not in OPTICAL, dataset.crs, dataset.transform, dataset.width,
                                    dataset.height, dataset.res))
     first_crs = sorted(candidates, key=lambda c: c[0])[0][1]
@@ -102,6 +103,21 @@ def choose_grid(sources: list[ResolvedSource], *, crs=None, resolution: float | 
     width = max(1, math.ceil((right - left) / resolution - 1e-6))
     height = max(1, math.ceil((top - bottom) / resolution - 1e-6))
     return Grid(target_crs, Affine(resolution, 0, left, 0, -resolution, top), width, height)
+
+
+def open_georeferenced(fb: FileBands, crs=None):
+    """The file of ``fb`` as a dataset with a CRS and transform.
+
+    Files georeferenced by ground control points (Sentinel-1 GRD measurements) are warped with their GCPs onto
+    GDAL's suggested grid in ``crs`` (default: the GCPs' CRS), nearest neighbour at about their own resolution, so
+    values stay raw: rasterio's WarpedVRT ignores GCPs when given a target transform, so the alignment onto the
+    scene grid is a second, ordinary warp of this one.
+    """
+    dataset = open_raster(fb.path)
+    if not fb.gcps:
+        return dataset
+    return WarpedVRT(dataset, crs=crs or dataset.gcps[1], src_nodata=fb.nodata, nodata=fb.nodata,
+                     resampling=Resampling.nearest)
 
 
 def _on_lattice(dataset, grid: Grid) -> bool:
@@ -154,14 +170,19 @@ class RasterLayer:
     between threads).
     """
 
-    def __init__(self, fb: FileBands, grid: Grid, *, categorical: bool, to_db: bool):
+    def __init__(self, fb: FileBands, grid: Grid, *, categorical: bool, to_db: bool = False,
+                 mask: FileBands | None = None, mask_values: tuple[int, ...] = ()):
         self.fb, self.grid, self.to_db = fb, grid, to_db
-        with rasterio.open(fb.path) as dataset:
+        # A classification layer (Sentinel-2 SCL) whose listed classes make pixels nodata: read on the same grid.
+        self.mask = RasterLayer(mask, grid, categorical=True) if mask is not None else None
+        self.mask_values = tuple(mask_values)
+        with open_georeferenced(fb, grid.crs) as dataset:
             if not _overlaps(dataset, grid):
                 raise InputError(f"{fb.path} does not overlap the target grid; check the inputs and --bounds/--crs.")
             exact = _on_lattice(dataset, grid)
             self.scale = _kernel_scale(dataset, grid)
-            self.direct = exact and _nodata_only_masks(dataset, fb.file_bands)
+            # GCP-georeferenced files are never read directly: their pixels are in radar geometry.
+            self.direct = exact and not fb.gcps and _nodata_only_masks(dataset, fb.file_bands)
             # Grid pixel (row, col) is file pixel (row + row_off, col + col_off) when direct.
             col, row = ~dataset.transform @ (grid.transform.c, grid.transform.f)
             self.row_off, self.col_off = int(round(row)), int(round(col))
@@ -193,7 +214,7 @@ class RasterLayer:
     def _vrt(self) -> WarpedVRT:
         vrt = getattr(self._local, "vrt", None)
         if vrt is None:
-            src = rasterio.open(self.fb.path)
+            src = open_georeferenced(self.fb, self.grid.crs)
             vrt = WarpedVRT(src, src_nodata=self.fb.nodata, nodata=np.nan, dtype="float32", crs=self.grid.crs,
                             transform=self.grid.transform, width=self.grid.width, height=self.grid.height,
                             resampling=self.resampling,
@@ -209,12 +230,21 @@ class RasterLayer:
         src = getattr(self._local, "file", None)
         if src is None:
             # NUM_THREADS: GDAL decodes the blocks of one read in parallel (GeoTIFF, GDAL >= 3.6).
-            src = rasterio.open(self.fb.path, NUM_THREADS=str(decode_threads()))
+            with open_env(self.fb.path):  # remote files: no directory listing, a VSI cache
+                src = rasterio.open(gdal_path(self.fb.path), NUM_THREADS=str(decode_threads()))
             self._local.file = src
         return src
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """float32 [c, y1-y0, x1-x0] of grid rows y0:y1, columns x0:x1 (inside the grid)."""
+        """float32 [c, y1-y0, x1-x0] of grid rows y0:y1, columns x0:x1 (inside the grid), physical values, NaN for
+        nodata (and for pixels the cloud mask removes)."""
+        data = self._read(y0, y1, x0, x1)
+        if self.mask is not None:
+            classes = self.mask.read(y0, y1, x0, x1)[0]
+            data[:, np.isin(classes, self.mask_values)] = np.nan
+        return data
+
+    def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         if not self.direct:
             data = self._vrt().read(list(self.fb.file_bands), window=Window(x0, y0, x1 - x0, y1 - y0))
             return to_physical(self.fb, data, to_db=self.to_db)
@@ -235,16 +265,30 @@ class RasterLayer:
         return out
 
     def to_dataarray(self, chunks) -> xr.DataArray:
-        """The same values as a lazy dask DataArray [band, y, x] with the grid's CRS and transform."""
-        vrt = self._vrt()
-        data = rioxarray.open_rasterio(vrt, chunks=chunks, lock=False).isel(band=[b - 1 for b in self.fb.file_bands])
-        if any(self.fb.offsets):
-            data = data + xr.DataArray(np.asarray(self.fb.offsets, np.float32), dims="band")
-        if self.to_db:
-            data = xr.where(data > 0, 10.0 * np.log10(data.where(data > 0)), np.nan)
-        return data.astype("float32")
+        """The same values as a lazy dask DataArray [band, y, x] with the grid's CRS and transform.
+
+        Each block is a :meth:`read` of its window, so lazy and tile reads share one code path and one set of GDAL
+        handles per thread (and remote files are never reopened with other settings).
+        """
+        import dask.array as da
+
+        grid = self.grid
+        shape = (self.count, grid.height, grid.width)
+        template = da.empty(shape, chunks=(self.count, chunks.get("y", 1024), chunks.get("x", 1024)),
+                            dtype=np.float32)
+
+        def block(_, block_info=None):
+            (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+            return self.read(y0, y1, x0, x1)
+
+        x = grid.transform.c + grid.transform.a * (np.arange(grid.width) + 0.5)
+        y = grid.transform.f + grid.transform.e * (np.arange(grid.height) + 0.5)
+        return xr.DataArray(template.map_blocks(block, dtype=np.float32), dims=("band", "y", "x"),
+                            coords={"band": np.arange(1, self.count + 1), "y": y, "x": x})
 
     def close(self):
+        if self.mask is not None:
+            self.mask.close()
         vrt = getattr(self._local, "vrt", None)
         if vrt is not None:
             vrt.close()

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from geomind_cli.engine.area import Area, window_grid
 from geomind_cli.engine.grid import ArrayLayer, Grid, RasterLayer, choose_grid
-from geomind_cli.engine.sources import ResolvedSource, SourceSpec, resolve_source
+from geomind_cli.engine.remote import gdal_path
+from geomind_cli.engine.sources import ReadOptions, ResolvedSource, SourceSpec, resolve_sources
 from geomind_cli.errors import InputError
 from geomind_cli.facts.modalities import MODALITIES
 
@@ -95,7 +97,8 @@ class Scene:
         return min(need, 2**30)
 
     def describe(self) -> dict:
-        """What ``geomind info`` prints: the grid and, per source file, modality, bands, CRS, resolution, size, nodata."""
+        """What ``geomind info`` prints: the grid and, per source file, modality, bands, CRS, resolution, size, nodata,
+        where the bands come from (file or STAC asset), the scale/offset applied, units and automatic decisions."""
         left, bottom, right, top = self.grid.bounds
         files = []
         for source in self._sources:
@@ -103,11 +106,17 @@ class Scene:
             # Paired by path: a file none of whose bands is used (a 13th band file for a 12-band modality) has info
             # but no FileBands, so pairing by position would shift every later file onto the wrong band.
             used = {str(fb.path): fb for fb in source.files}
-            for info in source.info:
-                fb = used.get(info["path"])
+            for i, info in enumerate(source.info):
+                path = str(info.get("path", ""))
+                fb = used.get(path) or used.get(gdal_path(path))
+                if fb is None and len(source.info) == len(source.files):
+                    fb = source.files[i]  # products name their files by asset; one info per file, in order
                 files.append({**info, "modality": source.modality, "s1_linear_to_db": source.to_db,
                               "bands": [bands[t] for t in fb.targets] if fb else [],
-                              "offsets": list(fb.offsets) if fb else []})
+                              "origin": fb.origin if fb else "", "scales": list(fb.scales) if fb else [],
+                              "offsets": list(fb.offsets) if fb else [], "db_factor": fb.db_factor if fb else 0.0,
+                              "units": source.units, "product": source.product, "decisions": list(source.notes),
+                              "mask": (source.mask.origin if source.mask is not None else None)})
         return {
             "grid": {"crs": self.grid.crs.to_string(), "res": list(self.grid.res),
                      "size": [self.grid.width, self.grid.height], "bounds": [left, bottom, right, top],
@@ -115,6 +124,13 @@ class Scene:
             "modalities": self.band_counts,
             "sources": files,
         }
+
+    def conversions(self) -> list[dict]:
+        """How each source's raw values become physical ones (files, bands, scale, offset, dB, nodata, cloud mask):
+        part of what made an output, so a resumed run with other reading options (--s2-offset ...) is not skipped."""
+        return [{"modality": source.modality, "mask": source.mask.path if source.mask is not None else None,
+                 "files": [[fb.path, fb.file_bands, fb.scales, fb.offsets, fb.db_factor, fb.nodata]
+                           for fb in source.files]} for source in self._sources]
 
     def close(self):
         for parts in self._parts.values():
@@ -128,26 +144,34 @@ class Scene:
         self.close()
 
 
-def open_scene(sources: list[SourceSpec], *, crs=None, resolution: float | None = None, bounds=None,
-               categorical: set[str] = frozenset({"LULC"})) -> Scene:
+def open_scene(sources: list[SourceSpec | str], *, crs=None, resolution: float | None = None, bounds=None,
+               categorical: set[str] = frozenset({"LULC"}), read: ReadOptions = ReadOptions(),
+               area: Area | None = None) -> Scene:
     """Open sources lazily and align them on one grid (default: the finest optical input's grid).
 
-    ``crs`` (any rasterio CRS input), ``resolution`` (grid units) and ``bounds`` (left, bottom, right, top in the
-    target CRS) override the grid. Modalities in ``categorical`` are resampled with nearest neighbour.
+    ``sources`` are :class:`SourceSpec` s or their text form (``"s2.tif"``, ``"https://host/a.tif:S1GRD"``, a SAFE
+    folder or zip, a STAC item). ``crs`` (any rasterio CRS input), ``resolution`` (grid units) and ``bounds`` (left,
+    bottom, right, top in the target CRS) override the grid. Modalities in ``categorical`` are resampled with nearest
+    neighbour. ``read`` settles what metadata cannot (Sentinel-2 offset, Sentinel-1 units, cloud mask). ``area``
+    (:class:`~geomind_cli.engine.area.Area`: ``--bbox``/``--aoi``) keeps only the grid window that covers it.
     """
     if not sources:
         raise InputError("No input given; pass at least one raster.")
-    resolved = [resolve_source(s, categorical=set(categorical)) for s in sources]
+    specs = [SourceSpec.parse(s) if isinstance(s, str) else s for s in sources]
+    resolved = [r for s in specs for r in resolve_sources(s, read, categorical=set(categorical))]
     seen = set()
     for source in resolved:
         if source.modality in seen:
             raise InputError(f"Modality {source.modality} was given twice; give each modality once.")
         seen.add(source.modality)
     grid = choose_grid(resolved, crs=crs, resolution=resolution, bounds=bounds)
+    if area is not None:
+        grid = window_grid(grid, area)
     parts = {}
     for source in resolved:
         parts[source.modality] = [
-            _Part(RasterLayer(fb, grid, categorical=source.categorical, to_db=source.to_db), fb.targets)
+            _Part(RasterLayer(fb, grid, categorical=source.categorical, mask=source.mask,
+                              mask_values=source.mask_values), fb.targets)
             for fb in source.files
         ]
     cats = frozenset(s.modality for s in resolved if s.categorical)

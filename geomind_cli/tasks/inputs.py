@@ -6,12 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geomind_cli.engine import Scene, SourceSpec, detect_modality, open_scene
+from geomind_cli.engine.remote import display_name
 from geomind_cli.errors import GeomindError, InputError
 from geomind_cli.facts.modalities import get_modality
+from geomind_cli.tasks.options import InputOptions
 
 
-def open_inputs(scenes: list[str], from_modalities: list[str] | None = None, **grid_options) -> Scene:
-    """Parse ``FILE`` / ``FILE:MODALITY`` arguments; ``from_modalities`` names, in order, the inputs given without one."""
+def open_inputs(scenes: list[str], from_modalities: list[str] | None = None, *,
+                inputs: InputOptions = InputOptions(), **grid_options) -> Scene:
+    """Parse ``INPUT`` / ``INPUT:MODALITY`` arguments (files, URLs, SAFE products, STAC items); ``from_modalities``
+    names, in order, the inputs given without one; ``inputs`` says how they are read and which area to keep."""
     if not scenes:
         raise InputError("no input scene given")
     specs = [SourceSpec.parse(text) for text in scenes]
@@ -24,12 +28,20 @@ def open_inputs(scenes: list[str], from_modalities: list[str] | None = None, **g
         for i, name in zip(unnamed, from_modalities):
             specs[i] = SourceSpec(paths=specs[i].paths, modality=get_modality(name).name, bands=specs[i].bands,
                                   nodata=specs[i].nodata, s1_units=specs[i].s1_units)
-    return open_scene(specs, **grid_options)
+    return open_scene(specs, read=inputs.read(), area=inputs.area(), **grid_options)
 
 
 def output_stem(scenes: list[str]) -> str:
-    """Output file stem: the first input's name without modality suffix or extension."""
-    return Path(scenes[0].split(":")[0] if ":" in scenes[0][2:] else scenes[0]).stem
+    """Output file stem: the first input's name without modality suffix, extension, ``.SAFE``/``.zip`` or query
+    string; a STAC item picked as ``ITEMS.json#ID`` is named by its id."""
+    path = SourceSpec.parse(scenes[0]).paths[0]
+    if "#" in path:
+        return path.rsplit("#", 1)[1]
+    name = display_name(path)
+    for suffix in (".zip", ".SAFE", ".json", ".geojson"):
+        if name.lower().endswith(suffix.lower()):
+            name = name[: -len(suffix)]
+    return Path(name).stem if "." in name else name
 
 
 def split_targets(args: list[str], targets: list[str]) -> tuple[list[str], list[str]]:
@@ -87,6 +99,7 @@ def group_scenes(args: list[str], *, modality: str | None = None, each: bool | N
     """
     if not args:
         raise InputError("no input scene given")
+    args = expand_collections(args)
     if each is None:
         names = [_modality_of(a) if modality is None or names_modality(a) else _canonical_or_own(modality)
                  for a in args]
@@ -100,6 +113,30 @@ def group_scenes(args: list[str], *, modality: str | None = None, each: bool | N
         raise InputError(f"several input scenes are named {clashes[0]!r}, so their outputs would collide; "
                          "rename them or run them into separate output folders")
     return scenes
+
+
+def expand_collections(args: list[str]) -> list[str]:
+    """A STAC ItemCollection (or JSON array of items) whose items of one modality cannot be mosaicked (different
+    dates or grids) becomes one ``COLLECTION#ITEM_ID`` argument per item, so that the grouping rule applies to items:
+    items of one modality are separate scenes, items of different modalities one scene."""
+    from geomind_cli.engine.products.detect import product_kind
+    from geomind_cli.engine.products.stac import item_modality, load_items, mergeable
+
+    out = []
+    for arg in args:
+        spec = SourceSpec.parse(arg)
+        path = spec.paths[0]
+        if len(spec.paths) == 1 and "#" not in path and product_kind(path) == "stac":
+            items = load_items(path)
+            by_modality: dict = {}
+            for item in items:
+                by_modality.setdefault(spec.modality or item_modality(item), []).append(item)
+            if len(items) > 1 and not all(len(g) == 1 or mergeable(g) for g in by_modality.values()):
+                suffix = f":{spec.modality}" if spec.modality else ""
+                out.extend(f"{path}#{item.id}{suffix}" for item in items)
+                continue
+        out.append(arg)
+    return out
 
 
 def batch_output(output: Path | None, count: int, name: str) -> Path:

@@ -46,3 +46,39 @@ class RunOptions:
         """Whether a task may replace existing outputs: also with --resume and in batches, where the runner has
         already dropped the complete outputs and checked the others (:func:`geomind_cli.tasks.run.pending_outputs`)."""
         return self.overwrite or self.resume or batch
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How every input is read: what metadata cannot settle, and the part of the scene to process."""
+
+    s2_offset: str = "auto"  # auto | none | a number of digital numbers such as -1000
+    s1_units: str = "auto"  # auto | db | linear | amplitude
+    mask: str | None = None  # "clouds": Sentinel-2 L2A scene-classification clouds, shadows, cirrus as nodata
+    bbox: tuple[float, float, float, float] | None = None  # minx miny maxx maxy, in the grid's CRS or bbox_crs
+    bbox_crs: str | None = None
+    aoi: str | None = None  # a GeoJSON file or URL: its bounding box
+
+    def read(self):
+        """The engine's :class:`~geomind_cli.engine.sources.ReadOptions` (checked: one-line errors)."""
+        from geomind_cli.engine.sources import ReadOptions
+        from geomind_cli.errors import InputError
+
+        if self.mask not in (None, "clouds"):
+            raise InputError(f"--mask {self.mask}: the only mask is 'clouds' (Sentinel-2 L2A scene classification).")
+        return ReadOptions(s2_offset=self.s2_offset, s1_units=self.s1_units, cloud_mask=self.mask == "clouds")
+
+    def area(self):
+        """The :class:`~geomind_cli.engine.area.Area` of ``--bbox``/``--aoi``, or None for the whole scene."""
+        from geomind_cli.engine.area import Area
+        from geomind_cli.errors import InputError
+
+        if self.bbox is not None and self.aoi is not None:
+            raise InputError("give --bbox or --aoi, not both")
+        if self.bbox_crs is not None and self.bbox is None:
+            raise InputError("--bbox-crs needs --bbox")
+        if self.aoi is not None:
+            return Area.from_geojson(self.aoi)
+        if self.bbox is not None:
+            return Area(tuple(self.bbox), self.bbox_crs)
+        return None

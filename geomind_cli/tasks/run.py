@@ -42,6 +42,8 @@ def pending_outputs(scene: Scene, task: Task, *, resume: bool, overwrite: bool,
     scene, or a file of someone else) is an error that says why, rather than silently kept or replaced. The
     outputs skipped are told to ``report``.
     """
+    if task.made_by is not None:  # the reading options (offsets, units, mask) made the outputs too
+        task = dataclasses.replace(task, made_by={**task.made_by, "reading": scene.conversions()})
     outputs = list(task.outputs)
     for spec in outputs:
         Path(spec.path).parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from geomind_cli.errors import InputError, ModalityError
 from geomind_cli.models.finetune.config import FinetuneConfig
 from geomind_cli.noise import tile_token_keys
 from geomind_cli.tasks.base import Task, cached_model, to_numpy, to_tensors
+from geomind_cli.tasks.options import InputOptions
 from geomind_cli.tasks.run import check_outputs
 from geomind_cli.tasks.runtime import Runtime
 
@@ -95,13 +96,13 @@ def check_inputs(cfg: FinetuneConfig, available: list[str]) -> None:
 
 
 def finetune_scene(sources: list[str], from_modalities: list[str] | None, config: str | Path | None,
-                   checkpoint: str | Path, runtime: Runtime, tim=()):
+                   checkpoint: str | Path, runtime: Runtime, tim=(), *, inputs: InputOptions = InputOptions()):
     """Open a scene for a fine-tune: each input file must hold the bands the model was trained on (see
-    :mod:`geomind_cli.tasks.finetune_inputs`)."""
+    :mod:`geomind_cli.tasks.finetune_inputs`); ``inputs`` says how they are read and which area to keep."""
     from geomind_cli.tasks.finetune_inputs import open_finetune_inputs
 
     cfg = finetune_handle(config, checkpoint, runtime, tim).settings()
-    return open_finetune_inputs(sources, cfg.layouts, from_modalities)
+    return open_finetune_inputs(sources, cfg.layouts, from_modalities, read=inputs.read(), area=inputs.area())
 
 
 def model_inputs(cfg: FinetuneConfig, arrays: dict[str, np.ndarray], runtime: Runtime) -> dict[str, torch.Tensor]:

@@ -22,10 +22,37 @@ def _full(scene):
 def test_parse_cli_syntax(tmp_path):
     assert SourceSpec.parse("scene.tif") == SourceSpec([Path("scene.tif")])
     assert SourceSpec.parse("scene.tif:S1GRD").modality == "S1GRD"
-    assert SourceSpec.parse("a.tif,b.tif:s2l2a").paths == [Path("a.tif"), Path("b.tif")]
+    assert SourceSpec.parse("a.tif,b.tif:s2l2a").paths == ["a.tif", "b.tif"]
     assert SourceSpec.parse("a.tif,b.tif:s2l2a").modality == "S2L2A"
     with pytest.raises(InputError, match="unknown modality"):
         SourceSpec.parse("scene.tif:SAR9")
+
+
+@pytest.mark.parametrize("text, path, modality", [
+    ("https://host/a.tif", "https://host/a.tif", None),
+    ("https://host:8080/dir/a.tif:S1GRD", "https://host:8080/dir/a.tif", "S1GRD"),
+    ("/vsicurl/https://host/a.tif", "/vsicurl/https://host/a.tif", None),
+    ("/vsicurl/https://host/a.tif:DEM", "/vsicurl/https://host/a.tif", "DEM"),
+    ("s3://bucket/key/a.tif", "s3://bucket/key/a.tif", None),
+    ("gs://bucket/a.tif:s1rtc", "gs://bucket/a.tif", "S1RTC"),
+    ("az://container/a.tif", "az://container/a.tif", None),
+    ("/vsizip//data/p.zip/x/b04.jp2", "/vsizip//data/p.zip/x/b04.jp2", None),
+    ("https://acct.blob.core.windows.net/c/a.tif?se=2026-01-01T00:00:00Z&sig=x", None, None),
+])
+def test_parse_keeps_urls_and_vsi_paths_whole(text, path, modality):
+    spec = SourceSpec.parse(text)
+    assert spec.paths == [path or text] and spec.modality == modality
+
+
+def test_gdal_paths_of_urls():
+    from geomind_cli.engine.remote import gdal_path
+
+    assert gdal_path("https://host/a.tif") == "/vsicurl/https://host/a.tif"
+    assert gdal_path("s3://bucket/k/a.tif") == "/vsis3/bucket/k/a.tif"
+    assert gdal_path("gs://bucket/a.tif") == "/vsigs/bucket/a.tif"
+    assert gdal_path("az://container/a.tif") == "/vsiaz/container/a.tif"
+    assert gdal_path("/vsicurl/https://host/a.tif") == "/vsicurl/https://host/a.tif"
+    assert gdal_path("local/a.tif") == "local/a.tif"
 
 
 def test_bigearthnet_band_files_stack_on_10m_grid(shared_data):
