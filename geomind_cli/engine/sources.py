@@ -196,10 +196,19 @@ class ResolvedSource:
     mask_values: tuple[int, ...] = ()
     bands: tuple[str, ...] = ()  # the layout's band names, in order (band ids for Sentinel-2 when it has them)
 
+    def __post_init__(self):
+        if not self.bands and self.modality in MODALITIES:  # products resolve pre-trained modalities' full sets
+            object.__setattr__(self, "bands", _layout_band_names(pretrained_layout(self.modality)))
+
     @property
     def to_db(self) -> bool:
         """Sentinel-1 values are linear power or amplitude and are turned into dB."""
         return any(fb.db_factor for fb in self.files)
+
+
+def _layout_band_names(layout: BandLayout) -> tuple[str, ...]:
+    ids = layout.band_ids()
+    return tuple(ids[i] or layout.bands[i] for i in range(layout.num_channels))
 
 
 def to_physical(fb: FileBands, data: np.ndarray, *, to_db: bool | None = None,
@@ -500,8 +509,7 @@ def resolve_source(spec: SourceSpec, options: ReadOptions = ReadOptions(), *,
         elif base_positions is not None and total == MODALITIES[layout.base].num_channels:
             located = {i: pos[p] for i, p in enumerate(base_positions)}
     missing = [i for i in range(layout.num_channels) if i not in located]
-    ids = layout.band_ids()
-    wanted = [ids[i] or layout.bands[i] for i in range(layout.num_channels)]
+    wanted = list(_layout_band_names(layout))
     if missing:
         present = [n for n in all_names if n] or [f"{total} unnamed band(s)"]
         raise InputError(

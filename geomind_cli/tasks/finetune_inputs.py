@@ -14,6 +14,7 @@ import dataclasses
 import rasterio
 
 from geomind_cli.engine import Scene, SourceSpec, detect_modality, open_scene
+from geomind_cli.engine.remote import display_name
 from geomind_cli.errors import GeomindError, InputError
 from geomind_cli.facts.layouts import BandLayout
 from geomind_cli.facts.modalities import MODALITIES, get_modality
@@ -86,7 +87,8 @@ def describe_inputs(layouts: dict[str, BandLayout]) -> str:
 
 
 def _files(spec: SourceSpec) -> str:
-    return spec.paths[0].name if len(spec.paths) == 1 else f"{spec.paths[0].name} and {len(spec.paths) - 1} more"
+    first = display_name(spec.paths[0])
+    return first if len(spec.paths) == 1 else f"{first} and {len(spec.paths) - 1} more"
 
 
 def open_finetune_inputs(sources: list[str], layouts: dict[str, BandLayout],
