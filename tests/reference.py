@@ -34,7 +34,11 @@ def load_reference():
         if spec is None or not spec.submodule_search_locations:
             raise ImportError("terratorch 1.2.13 is not installed (make install-test)")
         root = Path(list(spec.submodule_search_locations)[0])
-        import diffusers  # noqa: F401  (must be imported before the torchvision stub below)
+        # Imported before the torchvision stub below: diffusers' UNet blocks import PEFT and transformers when they
+        # are installed, and transformers asks importlib whether torchvision exists, which fails on a stub without
+        # a module spec; asked now, the answer (no torchvision) is cached.
+        import diffusers  # noqa: F401
+        import diffusers.models.unets.unet_2d_blocks  # noqa: F401
 
         _package("terratorch", root)
         _package("terratorch.models", root / "models")
