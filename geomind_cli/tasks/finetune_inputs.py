@@ -18,6 +18,7 @@ from geomind_cli.engine.remote import display_name
 from geomind_cli.errors import GeomindError, InputError
 from geomind_cli.facts.layouts import BandLayout
 from geomind_cli.facts.modalities import MODALITIES, get_modality
+from geomind_cli.tasks.inputs import name_unnamed
 
 
 def _band_count(spec: SourceSpec) -> int | None:
@@ -97,15 +98,10 @@ def open_finetune_inputs(sources: list[str], layouts: dict[str, BandLayout],
     ``from_modalities`` names, in order, the inputs given without a name."""
     if not sources:
         raise InputError("no input scene given")
-    specs = [SourceSpec.parse(text, layouts) for text in sources]
-    if from_modalities:
-        unnamed = [i for i, spec in enumerate(specs) if spec.modality is None]
-        if len(from_modalities) != len(unnamed):
-            raise InputError(
-                f"--from names {len(from_modalities)} modalities for {len(unnamed)} inputs without one; give one each"
-            )
-        for i, name in zip(unnamed, from_modalities):
-            layout = _named(name, layouts)
-            specs[i] = (dataclasses.replace(specs[i], layout=layout) if layout is not None
-                        else dataclasses.replace(specs[i], modality=get_modality(name).name))
+    def name_one(spec: SourceSpec, name: str) -> SourceSpec:
+        layout = _named(name, layouts)
+        return (dataclasses.replace(spec, layout=layout) if layout is not None
+                else dataclasses.replace(spec, modality=get_modality(name).name))
+
+    specs = name_unnamed([SourceSpec.parse(text, layouts) for text in sources], from_modalities, name_one)
     return open_scene(assign_layouts(specs, layouts), **grid_options)

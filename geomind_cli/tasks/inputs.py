@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +20,26 @@ def open_inputs(scenes: list[str], from_modalities: list[str] | None = None, *,
     names, in order, the inputs given without one; ``inputs`` says how they are read and which area to keep."""
     if not scenes:
         raise InputError("no input scene given")
-    specs = [SourceSpec.parse(text) for text in scenes]
-    if from_modalities:
-        unnamed = [i for i, spec in enumerate(specs) if spec.modality is None]
-        if len(from_modalities) != len(unnamed):
-            raise InputError(
-                f"--from names {len(from_modalities)} modalities for {len(unnamed)} inputs without one; give one each"
-            )
-        for i, name in zip(unnamed, from_modalities):
-            specs[i] = SourceSpec(paths=specs[i].paths, modality=get_modality(name).name, bands=specs[i].bands,
-                                  nodata=specs[i].nodata, s1_units=specs[i].s1_units)
+    specs = name_unnamed([SourceSpec.parse(text) for text in scenes], from_modalities)
     return open_scene(specs, read=inputs.read(), area=inputs.area(), **grid_options)
+
+
+def name_unnamed(specs: list[SourceSpec], from_modalities: list[str] | None,
+                 name_one: Callable[[SourceSpec, str], SourceSpec] | None = None) -> list[SourceSpec]:
+    """``--from``: name, in order, the sources given without a modality (``name_one(spec, name)``, default: the
+    registry's modality of that name); one name per such source."""
+    if not from_modalities:
+        return specs
+    unnamed = [i for i, spec in enumerate(specs) if spec.modality is None]
+    if len(from_modalities) != len(unnamed):
+        raise InputError(
+            f"--from names {len(from_modalities)} modalities for {len(unnamed)} inputs without one; give one each"
+        )
+    name_one = name_one or (lambda spec, name: dataclasses.replace(spec, modality=get_modality(name).name))
+    specs = list(specs)
+    for i, name in zip(unnamed, from_modalities):
+        specs[i] = name_one(specs[i], name)
+    return specs
 
 
 def output_stem(scenes: list[str]) -> str:
