@@ -128,3 +128,15 @@ def read(path: Path) -> tuple[np.ndarray, dict]:
                             "dtype": src.dtypes[0], "nodata": src.nodata, "tags": src.tags(),
                             "colormap": src.colormap(1) if src.dtypes[0] == "uint8" else None,
                             "descriptions": src.descriptions}
+
+
+def write_like(path: Path, data: np.ndarray, like: Path, descriptions=None) -> Path:
+    """A GeoTIFF of ``data`` [C, H, W] on the grid of ``like`` (its top-left H x W window), no nodata."""
+    with rasterio.open(like) as src:
+        profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype=data.dtype.name, crs=src.crs, transform=src.transform)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, text in enumerate(descriptions or [], start=1):
+            dst.set_band_description(i, text)
+    return path

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from finetune_helpers import config_dict, read, run_main, write_checkpoint, write_config
+from finetune_helpers import config_dict, read, run_main, write_checkpoint, write_config, write_like
 
 from geomind_cli.errors import InputError
 from geomind_cli.facts.layouts import BandLayout
@@ -25,14 +25,7 @@ SIX_IN_L2A = [1, 2, 3, 8, 10, 11]  # their positions among the twelve L2A bands
 
 
 def _write(path: Path, data: np.ndarray, descriptions=None) -> Path:
-    with rasterio.open(S2L2A) as src:
-        profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype.name, crs=src.crs, transform=src.transform)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, text in enumerate(descriptions or [], start=1):
-            dst.set_band_description(i, text)
-    return path
+    return write_like(path, data, S2L2A, descriptions)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from finetune_helpers import config_dict, randomize_norms, read, run_main, write_checkpoint, write_config
+from finetune_helpers import (config_dict, randomize_norms, read, run_main, write_checkpoint, write_config,
+                              write_like)
 
 ROOT = Path(__file__).resolve().parents[2]
 S2L2A = ROOT / "samples" / "terramind" / "282D_485L_3_3_S2L2A.tif"  # 12 bands B01..B12 without B10, 224 px
@@ -46,18 +47,6 @@ def factory():
 
 def _stats(bands: list[str]) -> tuple[list[float], list[float]]:
     return [S2_MEAN[S2_BANDS.index(b)] for b in bands], [S2_STD[S2_BANDS.index(b)] for b in bands]
-
-
-def _write(path: Path, data: np.ndarray, like: Path, descriptions=None) -> Path:
-    """A GeoTIFF of ``data`` [C, H, W] on the grid of ``like`` (its top-left H x W window), no nodata."""
-    with rasterio.open(like) as src:
-        profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype.name, crs=src.crs, transform=src.transform)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        for i, text in enumerate(descriptions or [], start=1):
-            dst.set_band_description(i, text)
-    return path
 
 
 def _bands(path: Path, names: list[str], size: int = 224) -> np.ndarray:
@@ -123,7 +112,8 @@ def test_lucas_classifier_six_band_subset(factory, tmp_path, capsys, monkeypatch
     bands = _bands(S2L2A, LUCAS_BANDS)
     shuffled = [5, 0, 3, 1, 4, 2]
     ids = ["B02", "B03", "B04", "B8A", "B11", "B12"]
-    scene = _write(tmp_path / "lucas_s2.tif", bands[shuffled].astype(np.int16), S2L2A, [ids[i] for i in shuffled])
+    scene = write_like(tmp_path / "lucas_s2.tif", bands[shuffled].astype(np.int16), S2L2A,
+                       [ids[i] for i in shuffled])
     out = tmp_path / "labels.tif"
     _run(capsys, monkeypatch, "classify", [scene], cfg, ckpt, out, "--probabilities")
     logits = _reference(ref, {"S2L2A": bands}, {"S2L2A": mean}, {"S2L2A": std})
@@ -144,7 +134,7 @@ def test_landsat_bands_on_reused_embedding_linear_decoder(factory, tmp_path, cap
             "backbone_bands": {"S2L1C_L8": bands}, "necks": TOKENS_TO_IMAGE, "decoder": "LinearDecoder",
             "decoder_upsampling_size": 16, "num_classes": 4}
     ref, cfg, ckpt = _save(factory, tmp_path, "l8", "segmentation", args, {"S2L1C_L8": mean}, {"S2L1C_L8": std}, 8)
-    scene = _write(tmp_path / "landsat.tif", data.astype(np.int16), S2L1C)
+    scene = write_like(tmp_path / "landsat.tif", data.astype(np.int16), S2L1C)
     out = tmp_path / "l8_map.tif"
     _run(capsys, monkeypatch, "segment", [f"{scene}:S2L1C_L8"], cfg, ckpt, out, "--probabilities")
     _check_classes(out, _reference(ref, {"S2L1C_L8": data}, {"S2L1C_L8": mean}, {"S2L1C_L8": std}))
@@ -164,7 +154,7 @@ def test_new_modality_beside_s2(factory, tmp_path, capsys, monkeypatch):
             "decoder": "UperNetDecoder", "decoder_channels": 16, "num_classes": 3}
     means, stds = {"S2L2A": S2_MEAN, "NDVI": [0.3]}, {"S2L2A": S2_STD, "NDVI": [0.25]}
     ref, cfg, ckpt = _save(factory, tmp_path, "ndvi", "segmentation", args, means, stds, 9)
-    ndvi = _write(tmp_path / "index.tif", _ndvi(S2L2A), S2L2A)
+    ndvi = write_like(tmp_path / "index.tif", _ndvi(S2L2A), S2L2A)
     out = tmp_path / "ndvi_map.tif"
     _run(capsys, monkeypatch, "segment", [S2L2A, f"{ndvi}:NDVI"], cfg, ckpt, out, "--probabilities")
     _check_classes(out, _reference(ref, {"S2L2A": _bands(S2L2A, S2_BANDS), "NDVI": _ndvi(S2L2A)}, means, stds))
@@ -181,7 +171,7 @@ def test_image_modality_aspp_regression(factory, tmp_path, capsys, monkeypatch):
             "head_channel_list": [8]}
     ref, cfg, ckpt = _save(factory, tmp_path, "image", "regression", args, {"image": mean}, {"image": std}, 10)
     data = _bands(S2L2A, bands)
-    scene = _write(tmp_path / "rgbn.tif", data.astype(np.int16), S2L2A)
+    scene = write_like(tmp_path / "rgbn.tif", data.astype(np.int16), S2L2A)
     out = tmp_path / "values.tif"
     _run(capsys, monkeypatch, "segment", [f"{scene}:image"], cfg, ckpt, out)
     values, meta = read(out)
