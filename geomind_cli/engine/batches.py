@@ -133,20 +133,51 @@ class RowBands:
 
     Tile row r covers rows ``ys[r] .. ys[r] + T`` and shares ``overlap`` rows with the previous one: those stay in
     memory, already masked and filled, and only the rows below them are read (full width, one read per source, GDAL
-    decoding blocks in parallel). :meth:`band` gives per modality the filled values [C, T, padded width] (nodata
-    replaced by ``fills``), whether every band is finite [T, padded width], and the in-scene mask. Past the
-    bottom/right scene edges values are reflect-padded, exactly as ``np.pad`` pads the tile-row window (scenes
-    smaller than a tile take that path itself).
+    decoding blocks in parallel). Reading is split in two so that it can run in a thread of its own:
+    :meth:`fetch` decodes the new rows of tile row r (:meth:`Scene.fetch`), :meth:`band` converts them into the band
+    and gives per modality the filled values [C, T, padded width] (nodata replaced by ``fills``), whether every band
+    is finite [T, padded width], and the in-scene mask. Past the bottom/right scene edges values are reflect-padded,
+    exactly as ``np.pad`` pads the tile-row window (scenes smaller than a tile take that path itself).
     """
 
-    def __init__(self, scene: Scene, plan: TilePlan, fills: dict[str, np.ndarray]):
+    def __init__(self, scene: Scene, plan: TilePlan, fills: dict[str, np.ndarray], *, buffers: int):
         self.scene, self.plan, self.fills = scene, plan, fills
         self.tile = plan.tile_size
         self.width = int(plan.xs[-1]) + plan.tile_size
         self.small = scene.grid.height < self.tile or scene.grid.width < self.tile
-        self.y = self.h = 0
+        self.previous = -1  # the tile row whose band is in self.values
         self.values: dict[str, np.ndarray] = {}
         self.finite: dict[str, np.ndarray] = {}
+        # Bands are written into a ring of ``buffers`` preallocated arrays: a fresh 100 MB array per band costs more
+        # in page faults than the float conversion itself. The caller sizes the ring so that a buffer comes back
+        # only when no tile view into it can be alive.
+        self.ring: list[tuple[dict, dict]] = []
+        self.buffers, self.count = buffers, 0
+
+    def _rows(self, r: int) -> tuple[int, int, int]:
+        """(first row, rows in the scene, rows shared with tile row r - 1) of tile row r."""
+        y = int(self.plan.ys[r])
+        h = min(y + self.tile, self.scene.grid.height) - y
+        if r == 0 or self.small:
+            return y, h, 0
+        above = int(self.plan.ys[r - 1])
+        return y, h, min(h, max(0, above + min(self.tile, self.scene.grid.height - above) - y))
+
+    def fetch(self, r: int):
+        """The rows of tile row r that the previous band does not hold, decoded (any thread; in tile-row order)."""
+        y, h, keep = self._rows(r)
+        if self.small or keep >= h:
+            return None
+        return self.scene.fetch(y + keep, y + h, 0, self.scene.grid.width)
+
+    def _next_buffer(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        if len(self.ring) < self.buffers:
+            self.ring.append(({name: np.empty((c, self.tile, self.width), np.float32)
+                               for name, c in self.scene.band_counts.items()},
+                              {name: np.empty((self.tile, self.width), bool) for name in self.scene.band_counts}))
+        values, finite = self.ring[self.count % self.buffers]
+        self.count += 1
+        return values, finite
 
     def _padded(self, y: int, h: int):
         """The tile row read whole and padded with np.pad: the reference semantics, used for tiny scenes."""
@@ -161,75 +192,99 @@ class RowBands:
         values = {name: np.where(np.isfinite(a), a, self.fills[name]) for name, a in data.items()}
         return values, finite
 
-    def band(self, y: int):
-        tile, w = self.tile, self.scene.grid.width
-        h = min(y + tile, self.scene.grid.height) - y
+    def band(self, r: int, fetched):
+        """Tile row r's band from the previous band (r - 1, the one before this call) and ``fetch(r)``."""
+        (y, h, keep), tile, w = self._rows(r), self.tile, self.scene.grid.width
         inside = np.zeros((tile, self.width), bool)
         inside[:h, :w] = True
         if self.small:
             values, finite = self._padded(y, h)
             return values, finite, inside
-        keep = min(h, max(0, self.y + self.h - y)) if self.values and self.y <= y else 0
-        # Only the rows not in memory yet (fresh arrays: masked and filled in place below).
-        fresh = self.scene.read(y + keep, y + h, 0, w) if keep < h else {
-            name: np.empty((c, 0, w), np.float32) for name, c in self.scene.band_counts.items()}
-        values, finite = {}, {}
-        for name, new in fresh.items():
-            buffer = np.empty((new.shape[0], tile, self.width), np.float32)
-            mask = np.empty((tile, self.width), bool)
+        if keep and self.previous != r - 1:
+            raise RuntimeError(f"tile row {r} needs the band of row {r - 1}, not {self.previous}")
+        shift = y - int(self.plan.ys[r - 1]) if keep else 0
+        values, finite = self._next_buffer()
+        for name in values:
             if keep:
-                buffer[:, :keep] = self.values[name][:, y - self.y:y - self.y + keep]
-                mask[:keep] = self.finite[name][y - self.y:y - self.y + keep]
-            finite_new = np.isfinite(new)
-            mask[keep:h, :w] = finite_new.all(axis=0)
-            # Not only NaN: one inf pixel would spread through attention over the whole tile.
-            np.copyto(new, self.fills[name], where=~finite_new)
-            buffer[:, keep:h, :w] = new
-            if self.width > w:  # reflect the last columns (np.pad's "reflect": the edge column is not repeated)
-                reflect = w - 2 - np.arange(self.width - w)
-                buffer[:, keep:h, w:] = buffer[:, keep:h, reflect]
-                mask[keep:h, w:] = mask[keep:h, reflect]
-            values[name], finite[name] = buffer, mask
+                values[name][:, :keep] = self.values[name][:, shift:shift + keep]
+                finite[name][:keep] = self.finite[name][shift:shift + keep]
+        if fetched is not None:  # the new rows, converted in place
+            fresh = self.scene.fill_into(fetched, {n: v[:, keep:h, :w] for n, v in values.items()}, self.fills)
+            for name, mask in fresh.items():
+                finite[name][keep:h, :w] = mask
+        if self.width > w:  # reflect the last columns (np.pad's "reflect": the edge column is not repeated)
+            reflect = w - 2 - np.arange(self.width - w)
+            for name in values:
+                values[name][:, keep:h, w:] = values[name][:, keep:h, reflect]
+                finite[name][keep:h, w:] = finite[name][keep:h, reflect]
         if h < tile:  # the last tile row: reflect the last rows, padded columns included
             reflect = h - 2 - np.arange(tile - h)
             for name in values:
                 values[name][:, h:] = values[name][:, reflect]
                 finite[name][h:] = finite[name][reflect]
-        self.y, self.h, self.values, self.finite = y, h, values, finite
+        self.previous, self.values, self.finite = r, values, finite
         return values, finite, inside
 
 
 def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool, valid_rule: str, pin: bool):
     """Yield :class:`Item` s in tile order (row-major).
 
-    Masks, nodata fill and the skip test run over whole tile rows at once (numpy, each pixel once); tiles are views
-    into the row band until copied into a batch.
+    Masks, nodata fill and the skip test run over whole tile rows at once (numpy, each pixel once); each tile is
+    copied from its row band into its batch's slot as soon as it is cut, so no view into a band outlives the band.
     """
-    tile = plan.tile_size
-    alloc = _allocator(pin)
     fills = {name: _fill_values(name, c, scene.band_names(name))[:, None, None]
              for name, c in scene.band_counts.items()}
-    pending: list[tuple] = []
-    skipped = 0
-    bands = RowBands(scene, plan, fills)
+    # Two bands: the one being cut, and the next, which is filled from its last rows after the cutting.
+    bands = RowBands(scene, plan, fills, buffers=2)
+    # GDAL decodes the rows of the next tile rows in a thread of its own while this one converts them and cuts and
+    # copies the tiles: on two cores decoding (the limit) never waits for the rest.
+    decoded = Prefetcher((bands.fetch(r) for r in range(len(plan.ys))), depth=2)
+    try:
+        row_bands = (bands.band(r, fetched) for r, fetched in enumerate(decoded))
+        yield from _batches(scene, plan, row_bands, batch_size=batch_size, skip_nodata=skip_nodata,
+                            combine=np.logical_and if valid_rule == "all" else np.logical_or, alloc=_allocator(pin))
+    finally:
+        decoded.stop()
 
-    def batch_of(tiles) -> TileBatch:
-        arrays = {}
-        for name, c in scene.band_counts.items():
-            arrays[name] = alloc((len(tiles), c, tile, tile), np.float32)
-            for i, t in enumerate(tiles):
-                arrays[name][i] = t[2][name]
-        return TileBatch(
-            arrays=arrays,
-            valid=np.stack([t[4] for t in tiles]),
-            rows=plan.ys[[t[0] for t in tiles]], cols=plan.xs[[t[1] for t in tiles]],
-            tile_rows=np.asarray([t[0] for t in tiles]), tile_cols=np.asarray([t[1] for t in tiles]),
-            valid_by_modality={name: np.stack([t[3][name] for t in tiles]) for name in scene.band_counts},
+
+class _BatchBuilder:
+    """One batch being filled: tiles are copied into preallocated [B, C, T, T] arrays (pinned when asked)."""
+
+    def __init__(self, scene: Scene, plan: TilePlan, batch_size: int, alloc):
+        self.scene, self.plan, self.size, self.alloc = scene, plan, batch_size, alloc
+        self.arrays: dict[str, np.ndarray] = {}
+        self.tiles: list[tuple] = []  # (tile row, tile col, per-modality valid [T, T], valid [T, T])
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def add(self, r: int, c: int, values: dict[str, np.ndarray], per_mod: dict, valid: np.ndarray):
+        if not self.tiles:
+            t = self.plan.tile_size
+            self.arrays = {name: self.alloc((self.size, n, t, t), np.float32)
+                           for name, n in self.scene.band_counts.items()}
+        for name, array in values.items():
+            self.arrays[name][len(self.tiles)] = array
+        self.tiles.append((r, c, per_mod, valid))
+
+    def pop(self) -> TileBatch:
+        n, tiles = len(self.tiles), self.tiles
+        rows, cols = np.asarray([t[0] for t in tiles]), np.asarray([t[1] for t in tiles])
+        batch = TileBatch(
+            arrays={name: a[:n] for name, a in self.arrays.items()},  # a leading slice: still contiguous
+            valid=np.stack([t[3] for t in tiles]), rows=self.plan.ys[rows], cols=self.plan.xs[cols],
+            tile_rows=rows, tile_cols=cols,
+            valid_by_modality={name: np.stack([t[2][name] for t in tiles]) for name in self.scene.band_counts},
         )
+        self.arrays, self.tiles = {}, []
+        return batch
 
-    combine = np.logical_and if valid_rule == "all" else np.logical_or
-    for r, y in enumerate(plan.ys):
-        values, finite, inside = bands.band(int(y))
+
+def _batches(scene: Scene, plan: TilePlan, row_bands, *, batch_size: int, skip_nodata: bool, combine, alloc):
+    tile = plan.tile_size
+    pending = _BatchBuilder(scene, plan, batch_size, alloc)
+    skipped = 0
+    for r, (values, finite, inside) in enumerate(row_bands):
         per_mod = {name: m & inside for name, m in finite.items()}
         masks = list(per_mod.values())
         valid = masks[0]
@@ -243,21 +298,22 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
                 skipped += 1
                 continue
             sl = slice(int(x), int(x) + tile)
-            pending.append((r, c, {name: a[:, :, sl] for name, a in values.items()},
-                            {name: m[:, sl] for name, m in per_mod.items()}, valid[:, sl]))
+            pending.add(r, c, {name: a[:, :, sl] for name, a in values.items()},
+                        {name: m[:, sl] for name, m in per_mod.items()}, valid[:, sl])
             if len(pending) == batch_size:
                 # A batch ending with the row's last tile completes that row.
-                yield Item(batch_of(pending), r + 1 if c == len(plan.xs) - 1 else r, skipped)
-                pending, skipped = [], 0
-        if not pending:
+                yield Item(pending.pop(), r + 1 if c == len(plan.xs) - 1 else r, skipped)
+                skipped = 0
+        if not len(pending):
             yield Item(None, r + 1, skipped)
             skipped = 0
-    if pending:
-        yield Item(batch_of(pending), len(plan.ys), skipped)
+    if len(pending):
+        yield Item(pending.pop(), len(plan.ys), skipped)
 
 
 class Prefetcher:
-    """Run :func:`produce` in a daemon thread, ``depth`` items ahead; exceptions re-raise in the consumer."""
+    """Run an iterator (:func:`produce`'s batches, or its row bands) in a daemon thread, ``depth`` items ahead;
+    exceptions re-raise in the consumer; :meth:`stop` ends the thread early."""
 
     def __init__(self, items, depth: int):
         self._items = items

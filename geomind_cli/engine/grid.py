@@ -162,6 +162,40 @@ def decode_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class FetchedWindow:
+    """A window of one layer as decoded: raw integers of ``fb``'s bands, or (``fb`` None) float32 physical values
+    with NaN for nodata, as :meth:`RasterLayer.read` gives them."""
+
+    data: np.ndarray
+    fb: FileBands | None = None
+
+    def fill_into(self, out: np.ndarray, fill: np.ndarray) -> np.ndarray:
+        """Physical values written into ``out`` [c, h, w] float32 (a view is fine), every nodata or non-finite value
+        replaced by ``fill`` [c, 1, 1] (not only NaN: one inf pixel would spread through attention over the whole
+        tile); returns bool [h, w], True where every band has data. Same values as :func:`to_physical`."""
+        if self.fb is None:
+            finite = np.isfinite(self.data)
+            np.copyto(out, self.data)
+            valid = finite.all(axis=0)
+            if not valid.all():
+                np.copyto(out, fill, where=~finite)
+            return valid
+        raw, nodata = self.data, self.fb.nodata
+        # float32(raw) * scale + offset, rounded in the same two steps as FileBands.to_physical.
+        scales, offsets = (np.asarray(v, np.float32)[:, None, None] for v in (self.fb.scales, self.fb.offsets))
+        np.multiply(raw, scales, out=out)
+        if offsets.any():
+            np.add(out, offsets, out=out)
+        if nodata is None or np.isnan(nodata):
+            return np.ones(raw.shape[1:], bool)
+        missing = raw == nodata
+        valid = ~missing.any(axis=0)
+        if not valid.all():
+            np.copyto(out, fill, where=missing)
+        return valid
+
+
 class RasterLayer:
     """Some bands of one file on the grid: read windows as float32 with NaN for nodata.
 
@@ -187,6 +221,7 @@ class RasterLayer:
             col, row = ~dataset.transform @ (grid.transform.c, grid.transform.f)
             self.row_off, self.col_off = int(round(row)), int(round(col))
             self.file_shape = (dataset.height, dataset.width)
+            self._integer = np.dtype(dataset.dtypes[0]).kind in "iu"
             # One row of the file's blocks, every band GDAL decodes with them (all of a pixel-interleaved block):
             # the rows of consecutive tile rows straddle block rows, which must stay cached to be decoded once.
             decoded = dataset.count if dataset.interleaving != Interleaving.band else self.count
@@ -243,6 +278,23 @@ class RasterLayer:
             classes = self.mask.read(y0, y1, x0, x1)[0]
             data[:, np.isin(classes, self.mask_values)] = np.nan
         return data
+
+    def fetch(self, y0: int, y1: int, x0: int, x1: int) -> "FetchedWindow":
+        """The window decoded but not yet converted (see :class:`FetchedWindow`): reading threads only decode, the
+        conversion runs where the values are used.
+
+        Integer files read directly (the common case: Sentinel-2 digital numbers) stay raw integers, so that nodata
+        is found on them and the float conversion writes straight into the row band: each pixel is touched twice
+        after decoding instead of six times. Every other file is read as :meth:`read` reads it.
+        """
+        raw_integers = self.direct and self.mask is None and not self.fb.db_factor and self._integer
+        inside = (0 <= y0 + self.row_off and y1 + self.row_off <= self.file_shape[0]
+                  and 0 <= x0 + self.col_off and x1 + self.col_off <= self.file_shape[1])
+        if not (raw_integers and inside):
+            return FetchedWindow(self.read(y0, y1, x0, x1))
+        raw = self._file().read(list(self.fb.file_bands),
+                                window=Window(x0 + self.col_off, y0 + self.row_off, x1 - x0, y1 - y0))
+        return FetchedWindow(raw, self.fb)
 
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         if not self.direct:
@@ -313,6 +365,9 @@ class ArrayLayer:
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         # Always a copy: the reader masks and fills what it gets in place, never the caller's array.
         return np.array(self.array[:, y0:y1, x0:x1].values, dtype=np.float32)
+
+    def fetch(self, y0: int, y1: int, x0: int, x1: int) -> "FetchedWindow":
+        return FetchedWindow(self.read(y0, y1, x0, x1))
 
     def to_dataarray(self, chunks) -> xr.DataArray:
         return self.array.astype("float32")

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from geomind_cli.engine.area import Area, window_grid
-from geomind_cli.engine.grid import ArrayLayer, Grid, RasterLayer, choose_grid
+from geomind_cli.engine.grid import ArrayLayer, FetchedWindow, Grid, RasterLayer, choose_grid
 from geomind_cli.engine.remote import gdal_path
 from geomind_cli.engine.sources import ReadOptions, ResolvedSource, SourceSpec, resolve_sources
 from geomind_cli.errors import InputError
@@ -89,6 +89,30 @@ class Scene:
                 data[list(part.targets)] = part.layer.read(y0, y1, x0, x1)
             out[name] = data
         return out
+
+    def fetch(self, y0: int, y1: int, x0: int, x1: int) -> list[tuple[str, tuple[int, ...], FetchedWindow]]:
+        """The window decoded but not converted, per part: (modality, band positions, :class:`FetchedWindow`).
+        A reading thread calls this; :meth:`fill_into` converts, in the thread that uses the values."""
+        return [(name, part.targets, part.layer.fetch(y0, y1, x0, x1))
+                for name, parts in self._parts.items() for part in parts]
+
+    @staticmethod
+    def fill_into(fetched: list[tuple[str, tuple[int, ...], FetchedWindow]], out: dict[str, np.ndarray],
+                  fills: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A :meth:`fetch` written into ``out`` (per modality float32 [C, h, w], views allowed) with nodata replaced
+        by ``fills`` (per modality [C, 1, 1]); returns per modality bool [h, w], True where every band has data.
+        The values are those of :meth:`read` with NaN replaced, without its intermediate float copies."""
+        valid: dict[str, np.ndarray] = {}
+        for name, targets, window in fetched:
+            first, count = targets[0], len(targets)
+            if targets == tuple(range(first, first + count)):  # a run of bands: written in place
+                mask = window.fill_into(out[name][first:first + count], fills[name][first:first + count])
+            else:
+                scattered = np.empty((count, *out[name].shape[1:]), np.float32)
+                mask = window.fill_into(scattered, fills[name][list(targets)])
+                out[name][list(targets)] = scattered
+            valid[name] = mask if name not in valid else valid[name] & mask
+        return valid
 
     def read_cache_bytes(self) -> int:
         """GDAL block cache that reading the scene top to bottom needs to decode each block once (one block row of
