@@ -7,6 +7,7 @@ Each queued item also says which tile row comes next, so the stitchers know whic
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -311,6 +312,20 @@ def _batches(scene: Scene, plan: TilePlan, row_bands, *, batch_size: int, skip_n
         yield Item(pending.pop(), len(plan.ys), skipped)
 
 
+BACKGROUND_NICENESS = 10
+
+
+def yield_to_model():
+    """Lower the calling thread's CPU priority (Linux: niceness is per thread) so that the model's threads win every
+    core they ask for and background work (decoding, cutting, writing) runs in the gaps; when the model waits for a
+    batch, the background threads have the CPU to themselves. Where threads cannot be re-niced, nothing changes."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS))
+    except (AttributeError, OSError):
+        pass
+
+
 class Prefetcher:
     """Run an iterator (:func:`produce`'s batches, or its row bands) in a daemon thread, ``depth`` items ahead;
     exceptions re-raise in the consumer; :meth:`stop` ends the thread early."""
@@ -332,6 +347,7 @@ class Prefetcher:
         return False
 
     def _run(self):
+        yield_to_model()
         try:
             for item in self._items:
                 if not self._put(item):

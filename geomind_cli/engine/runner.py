@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import rasterio
 
-from geomind_cli.engine.batches import Prefetcher, TileBatch, produce, static_batches, want_pinned
+from geomind_cli.engine.batches import Prefetcher, TileBatch, produce, static_batches, want_pinned, yield_to_model
 from geomind_cli.engine.outputs import OutputSpec
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.stitch import make_stitcher
@@ -206,6 +206,7 @@ class _WriteBehind:
 
     def _run(self):
         # GDAL's block cache size is process-wide: run_scene sets it for the reader and this thread together.
+        yield_to_model()
         while not self.stopping.is_set():
             try:
                 item = self.queue.get(timeout=0.1)

@@ -1,0 +1,124 @@
+"""The tile reader: decoded windows converted straight into the row bands, tiles cut from them into batches."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, run_scene
+from geomind_cli.engine.batches import Prefetcher, produce
+from geomind_cli.engine.grid import FetchedWindow
+from geomind_cli.engine.scene import Scene
+from geomind_cli.engine.tiling import plan_tiles
+from geomind_cli.facts.modalities import MODALITIES
+from engine_rasters import ORIGIN, write_raster
+
+MEANS = np.asarray(MODALITIES["S2L2A"].mean, np.float32)[:, None, None]
+
+
+def _digital_numbers(height: int, width: int, *, seed: int) -> np.ndarray:
+    data = np.random.default_rng(seed).integers(1, 12000, (12, height, width)).astype(np.uint16)
+    data[:, 5:9, 10:30] = 0  # every band missing
+    data[3, 20:25, :] = 0  # one band missing: the pixel is invalid, the other bands keep their values
+    return data
+
+
+@pytest.mark.parametrize("scale_offset", [None, (1e-4, -0.1)])
+def test_integer_windows_convert_to_the_values_read_gives_with_nodata_filled(tmp_path, scale_offset):
+    data = _digital_numbers(60, 70, seed=1)
+    path = write_raster(tmp_path / "s2.tif", data, nodata=0)
+    if scale_offset:
+        import rasterio
+
+        with rasterio.open(path, "r+") as dst:
+            dst.scales, dst.offsets = (scale_offset[0],) * 12, (scale_offset[1],) * 12
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        fetched = scene.fetch(3, 50, 2, 66)
+        assert all(window.fb is not None for _, _, window in fetched)  # raw integers, converted once
+        out = {"S2L2A": np.full((12, 47, 64), -1.0, np.float32)}
+        valid = scene.fill_into(fetched, out, {"S2L2A": MEANS})
+        expected = scene.read(3, 50, 2, 66)["S2L2A"]
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(valid["S2L2A"], finite.all(axis=0))
+    np.testing.assert_array_equal(out["S2L2A"], np.where(finite, expected, MEANS))  # bit for bit
+    assert not valid["S2L2A"][20 - 3].any()
+    if scale_offset:  # the file's scale and offset applied (S2L2A's unit: reflectance x 10000)
+        np.testing.assert_allclose(expected[5, 10, 20], (data[5, 13, 22] * 1e-4 - 0.1) * 1e4, atol=0.01)
+
+
+def test_float_and_partly_outside_windows_take_the_general_road(tmp_path):
+    data = _digital_numbers(40, 40, seed=2).astype(np.float32)
+    data[0, 0, 0] = np.inf  # not only NaN is filled: inf would spread through attention
+    path = write_raster(tmp_path / "s2.tif", data, nodata=0)
+    left, top = ORIGIN.c, ORIGIN.f
+    # A grid 10 px larger on the right: the last columns are outside the file.
+    with open_scene([SourceSpec([path], modality="S2L2A")], bounds=(left, top - 400, left + 500, top)) as scene:
+        fetched = scene.fetch(0, 40, 0, 50)
+        assert all(window.fb is None for _, _, window in fetched)
+        out = {"S2L2A": np.empty((12, 40, 50), np.float32)}
+        valid = scene.fill_into(fetched, out, {"S2L2A": MEANS})["S2L2A"]
+    assert not valid[:, 40:].any() and not valid[0, 0] and valid[30, 35]
+    np.testing.assert_array_equal(out["S2L2A"][:, :, 40:], np.broadcast_to(MEANS, (12, 40, 10)))
+    assert out["S2L2A"][0, 0, 0] == MEANS[0, 0, 0] and out["S2L2A"][1, 0, 0] == data[1, 0, 0]
+
+
+def test_bands_from_several_files_land_in_their_places():
+    # Band positions (0, 2) from one window and (1,) from another, as per-band files of a product give them.
+    a = np.stack([np.full((4, 5), 1.0), np.full((4, 5), 3.0)]).astype(np.float32)
+    b = np.full((1, 4, 5), 2.0, np.float32)
+    b[0, 1, 1] = np.nan
+    fetched = [("M", (0, 2), FetchedWindow(a)), ("M", (1,), FetchedWindow(b))]
+    out = {"M": np.zeros((3, 4, 5), np.float32)}
+    valid = Scene.fill_into(fetched, out, {"M": np.asarray([10, 20, 30], np.float32)[:, None, None]})["M"]
+    assert out["M"][:, 0, 0].tolist() == [1, 2, 3] and out["M"][:, 1, 1].tolist() == [1, 20, 3]
+    assert valid.sum() == 19 and not valid[1, 1]
+
+
+def test_sparse_scene_batches_spanning_many_tile_rows_hold_their_own_tiles(tmp_path):
+    # Data only in a strip on the left: one tile per tile row, so a batch of 8 spans 8 tile rows; every tile must
+    # still hold its own pixels once later row bands have been read (the bands are reused buffers).
+    data = np.zeros((12, 1500, 900), np.uint16)
+    data[:, :, :100] = _digital_numbers(1500, 100, seed=3)
+    path = write_raster(tmp_path / "s2.tif", data, nodata=0)
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=224, overlap=64)
+        batches = [item.batch for item in produce(scene, plan, batch_size=8, skip_nodata=True, valid_rule="all",
+                                                  pin=False) if item.batch is not None]
+        assert len(batches) >= 2 and len(set(batches[0].tile_rows.tolist())) == 8
+        for batch in batches:  # checked after the whole scene was read
+            for i in range(len(batch)):
+                y, x = int(batch.rows[i]), int(batch.cols[i])
+                h, w = min(224, 1500 - y), min(224, 900 - x)
+                window = scene.read(y, y + h, x, x + w)["S2L2A"]
+                finite = np.isfinite(window)
+                np.testing.assert_array_equal(batch.arrays["S2L2A"][i][:, :h, :w], np.where(finite, window, MEANS))
+                np.testing.assert_array_equal(batch.valid[i][:h, :w], finite.all(axis=0))
+
+
+def test_identity_through_the_engine_on_a_sparse_scene(tmp_path):
+    data = np.zeros((12, 1100, 700), np.uint16)
+    data[:, :, 300:380] = _digital_numbers(1100, 80, seed=4)
+    path = write_raster(tmp_path / "s2.tif", data, nodata=0)
+    out = tmp_path / "out.tif"
+    spec = OutputSpec("out", out, "continuous", list(MODALITIES["S2L2A"].bands), "float32")
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        run_scene(scene, lambda batch: {"out": batch.arrays["S2L2A"]}, [spec], batch_size=5, progress=False)
+    import rasterio
+
+    with rasterio.open(out) as dst:
+        got = dst.read()
+    valid = (data != 0).all(axis=0)
+    np.testing.assert_array_equal(got[:, valid], data[:, valid].astype(np.float32))
+    assert np.isnan(got[:, ~valid]).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread niceness is a Linux feature")
+def test_background_threads_run_at_a_lower_priority_than_the_model():
+    def niceness():
+        yield os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    (background,) = list(Prefetcher(niceness(), 1))
+    assert background == min(19, mine + 10)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller's is untouched
