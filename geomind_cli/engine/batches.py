@@ -239,7 +239,7 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
     bands = RowBands(scene, plan, fills, buffers=2)
     # GDAL decodes the rows of the next tile rows in a thread of its own while this one converts them and cuts and
     # copies the tiles: on two cores decoding (the limit) never waits for the rest.
-    decoded = Prefetcher((bands.fetch(r) for r in range(len(plan.ys))), depth=2)
+    decoded = Prefetcher((bands.fetch(r) for r in range(len(plan.ys))), depth=2, niceness=DECODE_NICENESS)
     try:
         row_bands = (bands.band(r, fetched) for r, fetched in enumerate(decoded))
         yield from _batches(scene, plan, row_bands, batch_size=batch_size, skip_nodata=skip_nodata,
@@ -248,22 +248,48 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
         decoded.stop()
 
 
+def _references(arrays: dict[str, np.ndarray]) -> int:
+    """The most references to any array of ``arrays`` (the dict's own included, as sys.getrefcount counts here)."""
+    return max(sys.getrefcount(a) for a in arrays.values())
+
+
+# What _references says of arrays held by their dict alone (calibrated here: the count depends on the interpreter).
+_UNREFERENCED = _references({"probe": np.empty(1)})
+
+
 class _BatchBuilder:
-    """One batch being filled: tiles are copied into preallocated [B, C, T, T] arrays (pinned when asked)."""
+    """One batch being filled: tiles are copied into preallocated [B, C, T, T] arrays (pinned when asked).
+
+    The arrays of earlier batches are reused once nothing refers to them any more: a batch, a view of it, a tensor
+    sharing its memory or a result slicing it all hold a reference, so a buffer comes back only when its batch has
+    been through the tile function and the stitcher. Fresh 40 MB arrays for every batch cost as much in page faults
+    as the copies themselves.
+    """
+
+    POOL = 8  # at most this many batches' arrays are kept for reuse
 
     def __init__(self, scene: Scene, plan: TilePlan, batch_size: int, alloc):
         self.scene, self.plan, self.size, self.alloc = scene, plan, batch_size, alloc
         self.arrays: dict[str, np.ndarray] = {}
         self.tiles: list[tuple] = []  # (tile row, tile col, per-modality valid [T, T], valid [T, T])
+        self.pool: list[dict[str, np.ndarray]] = []
 
     def __len__(self) -> int:
         return len(self.tiles)
 
+    def _free_arrays(self) -> dict[str, np.ndarray]:
+        for arrays in self.pool:
+            if _references(arrays) <= _UNREFERENCED:
+                return arrays
+        t = self.plan.tile_size
+        arrays = {name: self.alloc((self.size, n, t, t), np.float32) for name, n in self.scene.band_counts.items()}
+        if len(self.pool) < self.POOL:
+            self.pool.append(arrays)
+        return arrays
+
     def add(self, r: int, c: int, values: dict[str, np.ndarray], per_mod: dict, valid: np.ndarray):
         if not self.tiles:
-            t = self.plan.tile_size
-            self.arrays = {name: self.alloc((self.size, n, t, t), np.float32)
-                           for name, n in self.scene.band_counts.items()}
+            self.arrays = self._free_arrays()
         for name, array in values.items():
             self.arrays[name][len(self.tiles)] = array
         self.tiles.append((r, c, per_mod, valid))
@@ -312,16 +338,19 @@ def _batches(scene: Scene, plan: TilePlan, row_bands, *, batch_size: int, skip_n
         yield Item(pending.pop(), len(plan.ys), skipped)
 
 
-BACKGROUND_NICENESS = 10
+# Niceness added to background threads: decoding is the critical path (everything else waits for it), cutting and
+# writing have slack. The model's thread keeps the caller's priority.
+DECODE_NICENESS, BACKGROUND_NICENESS = 5, 10
 
 
-def yield_to_model():
-    """Lower the calling thread's CPU priority (Linux: niceness is per thread) so that the model's threads win every
-    core they ask for and background work (decoding, cutting, writing) runs in the gaps; when the model waits for a
-    batch, the background threads have the CPU to themselves. Where threads cannot be re-niced, nothing changes."""
+def yield_to_model(niceness: int = BACKGROUND_NICENESS):
+    """Lower the calling thread's CPU priority by ``niceness`` (Linux: niceness is per thread) so that the model's
+    threads win every core they ask for and background work (decoding, cutting, writing) runs in the gaps; when the
+    model waits for a batch, the background threads have the CPU to themselves. Where threads cannot be re-niced,
+    nothing changes."""
     try:
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS))
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
     except (AttributeError, OSError):
         pass
 
@@ -330,8 +359,8 @@ class Prefetcher:
     """Run an iterator (:func:`produce`'s batches, or its row bands) in a daemon thread, ``depth`` items ahead;
     exceptions re-raise in the consumer; :meth:`stop` ends the thread early."""
 
-    def __init__(self, items, depth: int):
-        self._items = items
+    def __init__(self, items, depth: int, *, niceness: int = BACKGROUND_NICENESS):
+        self._items, self._niceness = items, niceness
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="geomind-prefetch", daemon=True)
@@ -347,7 +376,7 @@ class Prefetcher:
         return False
 
     def _run(self):
-        yield_to_model()
+        yield_to_model(self._niceness)
         try:
             for item in self._items:
                 if not self._put(item):
