@@ -122,3 +122,19 @@ def test_background_threads_run_at_a_lower_priority_than_the_model():
     (background,) = list(Prefetcher(niceness(), 1))
     assert background == min(19, mine + 10)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller's is untouched
+
+
+def test_batch_arrays_are_reused_once_nothing_refers_to_them(tmp_path):
+    path = write_raster(tmp_path / "s2.tif", _digital_numbers(700, 700, seed=5), nodata=0)
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=224, overlap=64)
+        owners, kept = [], []
+        for i, item in enumerate(produce(scene, plan, batch_size=2, skip_nodata=True, valid_rule="all", pin=False)):
+            if item.batch is None:
+                continue
+            owners.append(id(item.batch.arrays["S2L2A"].base))
+            if i == 0:
+                kept.append((item.batch, item.batch.arrays["S2L2A"].copy()))  # still referred to: never reused
+    assert len(owners) == 8 and len(set(owners)) < len(owners)
+    assert owners.count(owners[0]) == 1
+    np.testing.assert_array_equal(kept[0][0].arrays["S2L2A"], kept[0][1])
