@@ -11,10 +11,12 @@ import os
 import queue
 import sys
 import threading
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from geomind_cli.engine.buffers import BufferPool
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.tiling import TilePlan
 from geomind_cli.facts.modalities import MODALITIES
@@ -46,6 +48,11 @@ class TileBatch:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def placement(self) -> "TileBatch":
+        """This batch without its input arrays: where its tiles go and which pixels are valid (what stitching
+        needs), so that the inputs can be freed or reused while results wait to be written."""
+        return dataclasses.replace(self, arrays={})
 
     def padded(self, size: int) -> "TileBatch":
         """This batch grown to ``size`` tiles by repeating its last tile (self when already that large)."""
@@ -248,48 +255,26 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
         decoded.stop()
 
 
-def _references(arrays: dict[str, np.ndarray]) -> int:
-    """The most references to any array of ``arrays`` (the dict's own included, as sys.getrefcount counts here)."""
-    return max(sys.getrefcount(a) for a in arrays.values())
-
-
-# What _references says of arrays held by their dict alone (calibrated here: the count depends on the interpreter).
-_UNREFERENCED = _references({"probe": np.empty(1)})
-
-
 class _BatchBuilder:
-    """One batch being filled: tiles are copied into preallocated [B, C, T, T] arrays (pinned when asked).
+    """One batch being filled: tiles are copied into [B, C, T, T] arrays (pinned when asked) from a
+    :class:`BufferPool`, so the arrays of earlier batches come back once their batch is done with."""
 
-    The arrays of earlier batches are reused once nothing refers to them any more: a batch, a view of it, a tensor
-    sharing its memory or a result slicing it all hold a reference, so a buffer comes back only when its batch has
-    been through the tile function and the stitcher. Fresh 40 MB arrays for every batch cost as much in page faults
-    as the copies themselves.
-    """
-
-    POOL = 8  # at most this many batches' arrays are kept for reuse
+    POOL = 8  # batches in flight: two prefetched, one being filled, one in the model, a few waiting for the writer
 
     def __init__(self, scene: Scene, plan: TilePlan, batch_size: int, alloc):
-        self.scene, self.plan, self.size, self.alloc = scene, plan, batch_size, alloc
+        self.scene, self.plan, self.size = scene, plan, batch_size
         self.arrays: dict[str, np.ndarray] = {}
         self.tiles: list[tuple] = []  # (tile row, tile col, per-modality valid [T, T], valid [T, T])
-        self.pool: list[dict[str, np.ndarray]] = []
+        self.pool = BufferPool(self.POOL * len(scene.band_counts), alloc)
 
     def __len__(self) -> int:
         return len(self.tiles)
 
-    def _free_arrays(self) -> dict[str, np.ndarray]:
-        for arrays in self.pool:
-            if _references(arrays) <= _UNREFERENCED:
-                return arrays
-        t = self.plan.tile_size
-        arrays = {name: self.alloc((self.size, n, t, t), np.float32) for name, n in self.scene.band_counts.items()}
-        if len(self.pool) < self.POOL:
-            self.pool.append(arrays)
-        return arrays
-
     def add(self, r: int, c: int, values: dict[str, np.ndarray], per_mod: dict, valid: np.ndarray):
         if not self.tiles:
-            self.arrays = self._free_arrays()
+            t = self.plan.tile_size
+            self.arrays = {name: self.pool.get((self.size, n, t, t), np.float32)
+                           for name, n in self.scene.band_counts.items()}
         for name, array in values.items():
             self.arrays[name][len(self.tiles)] = array
         self.tiles.append((r, c, per_mod, valid))

@@ -26,11 +26,13 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 
+from geomind_cli.engine.buffers import BufferPool
 from geomind_cli.engine.remote import gdal_path, open_env, open_raster
 from geomind_cli.engine.sources import FileBands, ResolvedSource, to_physical
 from geomind_cli.errors import InputError
 
 OPTICAL = ("S2L2A", "S2L1C", "RGB")
+STRIPS_IN_FLIGHT = 6  # decoded strips of one file alive at once: queued, being decoded, being converted
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,7 @@ class RasterLayer:
             with open_env(self.fb.path):  # remote files: no directory listing, a VSI cache
                 src = rasterio.open(gdal_path(self.fb.path), NUM_THREADS=str(decode_threads()))
             self._local.file = src
+            self._local.strips = BufferPool(STRIPS_IN_FLIGHT)
         return src
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -292,8 +295,12 @@ class RasterLayer:
                   and 0 <= x0 + self.col_off and x1 + self.col_off <= self.file_shape[1])
         if not (raw_integers and inside):
             return FetchedWindow(self.read(y0, y1, x0, x1))
-        raw = self._file().read(list(self.fb.file_bands),
-                                window=Window(x0 + self.col_off, y0 + self.row_off, x1 - x0, y1 - y0))
+        src = self._file()
+        # Strips are decoded into reused arrays (a fresh 40 MB array per strip costs page faults in the thread that
+        # everything waits for); a strip comes back once its FetchedWindow is converted and dropped.
+        raw = self._local.strips.get((self.count, y1 - y0, x1 - x0), src.dtypes[0])
+        src.read(list(self.fb.file_bands), window=Window(x0 + self.col_off, y0 + self.row_off, x1 - x0, y1 - y0),
+                 out=raw)
         return FetchedWindow(raw, self.fb)
 
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -295,7 +295,9 @@ def run_scene(scene: Scene, tile_fn: TileFn, outputs: list[OutputSpec], *, tile_
                     processed += len(item.batch)
                 skipped += item.skipped
                 if writer is not None:
-                    writer.submit(item.batch, arrays, item.next_tile_row)
+                    # The stitcher needs where the tiles go and which pixels are valid, not their inputs: without
+                    # them the batch's arrays return to the reader's pool while results wait for the writer.
+                    writer.submit(item.batch and item.batch.placement(), arrays, item.next_tile_row)
                 else:
                     if arrays is not None:
                         state.add(item.batch, arrays)

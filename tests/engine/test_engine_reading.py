@@ -138,3 +138,24 @@ def test_batch_arrays_are_reused_once_nothing_refers_to_them(tmp_path):
     assert len(owners) == 8 and len(set(owners)) < len(owners)
     assert owners.count(owners[0]) == 1
     np.testing.assert_array_equal(kept[0][0].arrays["S2L2A"], kept[0][1])
+
+
+def test_the_writer_gets_placements_without_the_inputs(tmp_path, monkeypatch):
+    # Results wait for the writer thread; the 40 MB input arrays of their batches must not wait with them.
+    import geomind_cli.engine.runner as runner
+
+    seen = []
+    submit = runner._WriteBehind.submit
+
+    def spy(self, batch, arrays, next_tile_row):
+        if batch is not None:
+            seen.append((batch.arrays, len(batch), batch.valid.shape))
+        return submit(self, batch, arrays, next_tile_row)
+
+    monkeypatch.setattr(runner._WriteBehind, "submit", spy)
+    path = write_raster(tmp_path / "s2.tif", _digital_numbers(500, 500, seed=6), nodata=0)
+    spec = OutputSpec("out", tmp_path / "out.tif", "grid", ["a"], "float32")
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        run_scene(scene, lambda b: {"out": b.arrays["S2L2A"][:, :1, ::16, ::16].copy()}, [spec], batch_size=4,
+                  progress=False)
+    assert seen and all(arrays == {} and valid == (n, 224, 224) for arrays, n, valid in seen)
