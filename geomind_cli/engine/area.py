@@ -85,4 +85,4 @@ def window_grid(grid: Grid, area: Area) -> Grid:
         left, bottom, right, top = grid.bounds
         raise InputError(f"{area.source} does not overlap the scene (scene bounds {left:.6g} {bottom:.6g} "
                          f"{right:.6g} {top:.6g} in {grid.crs.to_string()}); check the coordinates and --bbox-crs.")
-    return Grid(grid.crs, grid.transform * Affine.translation(col0, row0), col1 - col0, row1 - row0)
+    return Grid(grid.crs, grid.transform @ Affine.translation(col0, row0), col1 - col0, row1 - row0)

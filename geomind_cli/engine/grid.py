@@ -56,7 +56,7 @@ class Grid:
 
     def scaled(self, factor: int) -> "Grid":
         """The grid of ``factor`` x ``factor`` pixel cells (token grids use 16), covering the scene and its padding."""
-        return Grid(self.crs, self.transform * Affine.scale(factor),
+        return Grid(self.crs, self.transform @ Affine.scale(factor),
                     math.ceil(self.width / factor), math.ceil(self.height / factor))
 
     def area_km2(self) -> float:

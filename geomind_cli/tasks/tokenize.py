@@ -124,7 +124,7 @@ def token_scene(path: Path, modality: str | None = None):
     if nodata is not None:
         data = da.where(data == nodata, np.nan, data)
     pixels = da.repeat(da.repeat(data, PATCH, axis=1), PATCH, axis=2)
-    transform = ids.rio.transform() * Affine.scale(1 / PATCH)
+    transform = ids.rio.transform() @ Affine.scale(1 / PATCH)
     array = xr.DataArray(pixels, dims=("band", "y", "x"))
     array = array.rio.write_crs(ids.rio.crs).rio.write_transform(transform)
     return Scene.from_arrays({"tokens": array})
