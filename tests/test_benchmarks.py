@@ -124,3 +124,27 @@ def test_precision_benchmark_reports_exact_token_ids_under_bf16(tmp_path):
     for row in rows:  # the tokenizer encoder ignores autocast, so the ids are exact
         assert row["value"] == 1.0 and row["passed"] and row["tiles"] == 1
         assert 0.0 <= row["details"]["encoder_under_autocast_agreement"] <= 1.0
+
+
+def test_scene_throughput_benchmark_reports_each_ratio_with_its_pairs(tmp_path):
+    # The engine and finishing parts at toy sizes (the embed part needs random weights: run_all covers it above).
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_scene_throughput
+
+        out = tmp_path / "scene.json"
+        code = bench_scene_throughput.main(["--sizes", "512", "--skip", "embed", "--finish", "64x8", "--repeats", "2",
+                                            "--finish-repeats", "2", "--data", str(tmp_path), "--out", str(out)])
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["command"] and result["date"] and result["machine"]["cores"] >= 1
+    engine = [r for r in result["results"] if r["case"].startswith("engine 512 px")]
+    assert engine and all(len(r["all_raw_s"]) == len(r["all_engine_s"]) == 2 for r in engine)
+    from geomind_cli.engine.tiling import plan_tiles
+
+    tiles = len(plan_tiles(512, 512, tile_size=224, overlap=64))
+    assert all(r["tiles"] == tiles and r["ratio"] > 0 and r["peak_rss_mb"] > 0 for r in engine)
+    (finish,) = [r for r in result["results"] if r["case"] == "finish 64 x 64 x 8 float32"]
+    assert len(finish["all_finish_s"]) == 2 and finish["ratio"] > 0 and finish["target"] == "<= 2"

@@ -148,7 +148,7 @@ class RowBands:
     exactly as ``np.pad`` pads the tile-row window (scenes smaller than a tile take that path itself).
     """
 
-    def __init__(self, scene: Scene, plan: TilePlan, fills: dict[str, np.ndarray], *, buffers: int):
+    def __init__(self, scene: Scene, plan: TilePlan, fills: dict[str, np.ndarray]):
         self.scene, self.plan, self.fills = scene, plan, fills
         self.tile = plan.tile_size
         self.width = int(plan.xs[-1]) + plan.tile_size
@@ -156,11 +156,9 @@ class RowBands:
         self.previous = -1  # the tile row whose band is in self.values
         self.values: dict[str, np.ndarray] = {}
         self.finite: dict[str, np.ndarray] = {}
-        # Bands are written into a ring of ``buffers`` preallocated arrays: a fresh 100 MB array per band costs more
-        # in page faults than the float conversion itself. The caller sizes the ring so that a buffer comes back
-        # only when no tile view into it can be alive.
-        self.ring: list[tuple[dict, dict]] = []
-        self.buffers, self.count = buffers, 0
+        # Bands come from a pool: a fresh 100 MB array per band costs more in page faults than the conversion. Three
+        # are enough: the band being cut, the one filled from its last rows, and one that is being let go.
+        self.pool = BufferPool(3 * 2 * len(scene.band_counts))
 
     def _rows(self, r: int) -> tuple[int, int, int]:
         """(first row, rows in the scene, rows shared with tile row r - 1) of tile row r."""
@@ -179,12 +177,9 @@ class RowBands:
         return self.scene.fetch(y + keep, y + h, 0, self.scene.grid.width)
 
     def _next_buffer(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        if len(self.ring) < self.buffers:
-            self.ring.append(({name: np.empty((c, self.tile, self.width), np.float32)
-                               for name, c in self.scene.band_counts.items()},
-                              {name: np.empty((self.tile, self.width), bool) for name in self.scene.band_counts}))
-        values, finite = self.ring[self.count % self.buffers]
-        self.count += 1
+        values = {name: self.pool.get((c, self.tile, self.width), np.float32)
+                  for name, c in self.scene.band_counts.items()}
+        finite = {name: self.pool.get((self.tile, self.width), bool) for name in self.scene.band_counts}
         return values, finite
 
     def _padded(self, y: int, h: int):
@@ -242,8 +237,7 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
     """
     fills = {name: _fill_values(name, c, scene.band_names(name))[:, None, None]
              for name, c in scene.band_counts.items()}
-    # Two bands: the one being cut, and the next, which is filled from its last rows after the cutting.
-    bands = RowBands(scene, plan, fills, buffers=2)
+    bands = RowBands(scene, plan, fills)
     # GDAL decodes the rows of the next tile rows in a thread of its own while this one converts them and cuts and
     # copies the tiles: on two cores decoding (the limit) never waits for the rest.
     decoded = Prefetcher((bands.fetch(r) for r in range(len(plan.ys))), depth=2, niceness=DECODE_NICENESS)

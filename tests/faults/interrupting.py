@@ -1,6 +1,6 @@
 """Run the geomind CLI with a fault injected at one point: ``python interrupting.py POINT SIGNAL ARGS...``.
 
-POINT: ``reading`` (the first window read, in the prefetch thread), ``model`` (the first tile function call, in the
+POINT: ``reading`` (the first window read, in the decoding thread), ``model`` (the first tile function call, in the
 main thread) or ``finishing`` (the first COG conversion of a finished output). SIGNAL: INT, TERM or KILL, sent by
 the process to itself at that point, as a user's Ctrl-C, a scheduler's SIGTERM or an OOM kill would arrive.
 """
@@ -32,6 +32,8 @@ def main():
     if point == "reading":
         from geomind_cli.engine.scene import Scene
 
+        # Scenes larger than a tile are decoded through fetch (the decoding thread), smaller ones through read.
+        _signal_once(Scene, "fetch", signum)
         _signal_once(Scene, "read", signum)
     elif point == "model":
         for module in ("generate", "tokenize", "embed"):  # modules that imported it by name
