@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geomind_cli.engine.buffers import BufferPool
+from geomind_cli.engine.grid import integers_to_physical, nodata_of
 from geomind_cli.engine.scene import Scene
+from geomind_cli.engine.sources import FileBands
 from geomind_cli.engine.tiling import TilePlan
 from geomind_cli.facts.modalities import MODALITIES
 
@@ -143,8 +145,9 @@ class RowBands:
     memory, already masked and filled, and only the rows below them are read (full width, one read per source, GDAL
     decoding blocks in parallel). Reading is split in two so that it can run in a thread of its own:
     :meth:`fetch` decodes the new rows of tile row r (:meth:`Scene.fetch`), :meth:`band` converts them into the band
-    and gives per modality the filled values [C, T, padded width] (nodata replaced by ``fills``), whether every band
-    is finite [T, padded width], and the in-scene mask. Past the bottom/right scene edges values are reflect-padded,
+    and gives per modality the filled values [C, T, padded width] (nodata replaced by ``fills``; for the modalities
+    in ``raw``, the raw integers, converted tile by tile as batches are filled), whether every band is finite
+    [T, padded width], and the in-scene mask. Past the bottom/right scene edges values are reflect-padded,
     exactly as ``np.pad`` pads the tile-row window (scenes smaller than a tile take that path itself).
     """
 
@@ -154,6 +157,9 @@ class RowBands:
         self.width = int(plan.xs[-1]) + plan.tile_size
         self.small = scene.grid.height < self.tile or scene.grid.width < self.tile
         self.previous = -1  # the tile row whose band is in self.values
+        # Modalities whose bands stay raw integers (half the bytes of float32 for 16-bit data): converted while each
+        # tile is copied into its batch, which saves a float pass over the scene and halves what copying reads.
+        self.raw = {} if self.small else scene.raw_modalities()
         self.values: dict[str, np.ndarray] = {}
         self.finite: dict[str, np.ndarray] = {}
         # Bands come from a pool: a fresh 100 MB array per band costs more in page faults than the conversion. Three
@@ -177,8 +183,10 @@ class RowBands:
         return self.scene.fetch(y + keep, y + h, 0, self.scene.grid.width)
 
     def _next_buffer(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        values = {name: self.pool.get((c, self.tile, self.width), np.float32)
-                  for name, c in self.scene.band_counts.items()}
+        values = {}
+        for name, c in self.scene.band_counts.items():
+            dtype = self.raw[name][1] if name in self.raw else np.float32
+            values[name] = self.pool.get((c, self.tile, self.width), dtype)
         finite = {name: self.pool.get((self.tile, self.width), bool) for name in self.scene.band_counts}
         return values, finite
 
@@ -212,7 +220,8 @@ class RowBands:
                 values[name][:, :keep] = self.values[name][:, shift:shift + keep]
                 finite[name][:keep] = self.finite[name][shift:shift + keep]
         if fetched is not None:  # the new rows, converted in place
-            fresh = self.scene.fill_into(fetched, {n: v[:, keep:h, :w] for n, v in values.items()}, self.fills)
+            fresh = self.scene.fill_into(fetched, {n: v[:, keep:h, :w] for n, v in values.items()}, self.fills,
+                                         raw=frozenset(self.raw))
             for name, mask in fresh.items():
                 finite[name][keep:h, :w] = mask
         if self.width > w:  # reflect the last columns (np.pad's "reflect": the edge column is not repeated)
@@ -243,20 +252,25 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
     decoded = Prefetcher((bands.fetch(r) for r in range(len(plan.ys))), depth=2, niceness=DECODE_NICENESS)
     try:
         row_bands = (bands.band(r, fetched) for r, fetched in enumerate(decoded))
-        yield from _batches(scene, plan, row_bands, batch_size=batch_size, skip_nodata=skip_nodata,
-                            combine=np.logical_and if valid_rule == "all" else np.logical_or, alloc=_allocator(pin))
+        builder = _BatchBuilder(scene, plan, batch_size, _allocator(pin), fills=fills,
+                                raw={name: fb for name, (fb, _) in bands.raw.items()})
+        yield from _batches(plan, row_bands, builder, skip_nodata=skip_nodata,
+                            combine=np.logical_and if valid_rule == "all" else np.logical_or)
     finally:
         decoded.stop()
 
 
 class _BatchBuilder:
     """One batch being filled: tiles are copied into [B, C, T, T] arrays (pinned when asked) from a
-    :class:`BufferPool`, so the arrays of earlier batches come back once their batch is done with."""
+    :class:`BufferPool`, so the arrays of earlier batches come back once their batch is done with. Tiles of the
+    ``raw`` modalities come as raw integers and are converted to physical values (nodata filled) as they are
+    copied."""
 
     POOL = 8  # batches in flight: two prefetched, one being filled, one in the model, a few waiting for the writer
 
-    def __init__(self, scene: Scene, plan: TilePlan, batch_size: int, alloc):
-        self.scene, self.plan, self.size = scene, plan, batch_size
+    def __init__(self, scene: Scene, plan: TilePlan, batch_size: int, alloc, *, fills: dict[str, np.ndarray],
+                 raw: dict[str, FileBands]):
+        self.scene, self.plan, self.size, self.fills, self.raw = scene, plan, batch_size, fills, raw
         self.arrays: dict[str, np.ndarray] = {}
         self.tiles: list[tuple] = []  # (tile row, tile col, per-modality valid [T, T], valid [T, T])
         self.pool = BufferPool(self.POOL * len(scene.band_counts), alloc)
@@ -270,7 +284,13 @@ class _BatchBuilder:
             self.arrays = {name: self.pool.get((self.size, n, t, t), np.float32)
                            for name, n in self.scene.band_counts.items()}
         for name, array in values.items():
-            self.arrays[name][len(self.tiles)] = array
+            slot = self.arrays[name][len(self.tiles)]
+            if name not in self.raw:
+                slot[...] = array
+                continue
+            fb = self.raw[name]
+            missing = None if per_mod[name].all() else nodata_of(array, fb)
+            integers_to_physical(array, fb, slot, self.fills[name], missing)
         self.tiles.append((r, c, per_mod, valid))
 
     def pop(self) -> TileBatch:
@@ -286,9 +306,8 @@ class _BatchBuilder:
         return batch
 
 
-def _batches(scene: Scene, plan: TilePlan, row_bands, *, batch_size: int, skip_nodata: bool, combine, alloc):
-    tile = plan.tile_size
-    pending = _BatchBuilder(scene, plan, batch_size, alloc)
+def _batches(plan: TilePlan, row_bands, pending: "_BatchBuilder", *, skip_nodata: bool, combine):
+    tile, batch_size = plan.tile_size, pending.size
     skipped = 0
     for r, (values, finite, inside) in enumerate(row_bands):
         per_mod = {name: m & inside for name, m in finite.items()}

@@ -164,6 +164,26 @@ def decode_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def nodata_of(raw: np.ndarray, fb: FileBands) -> np.ndarray | None:
+    """bool [c, h, w]: where raw integers of ``fb``'s bands equal its nodata value (None: the file has none)."""
+    if fb.nodata is None or np.isnan(fb.nodata):
+        return None
+    return raw == fb.nodata
+
+
+def integers_to_physical(raw: np.ndarray, fb: FileBands, out: np.ndarray, fill: np.ndarray,
+                         missing: np.ndarray | None):
+    """Raw integers [c, h, w] of ``fb``'s bands written into ``out`` (float32, a view is fine) as physical values:
+    float32(raw) * scale + offset, rounded in the same two steps as :meth:`FileBands.to_physical`; then ``fill``
+    [c, 1, 1] where ``missing`` (from :func:`nodata_of`; None: nothing to fill)."""
+    np.multiply(raw, np.asarray(fb.scales, np.float32)[:, None, None], out=out)
+    offsets = np.asarray(fb.offsets, np.float32)[:, None, None]
+    if offsets.any():
+        np.add(out, offsets, out=out)
+    if missing is not None:
+        np.copyto(out, fill, where=missing)
+
+
 @dataclass(frozen=True)
 class FetchedWindow:
     """A window of one layer as decoded: raw integers of ``fb``'s bands, or (``fb`` None) float32 physical values
@@ -183,19 +203,22 @@ class FetchedWindow:
             if not valid.all():
                 np.copyto(out, fill, where=~finite)
             return valid
-        raw, nodata = self.data, self.fb.nodata
-        # float32(raw) * scale + offset, rounded in the same two steps as FileBands.to_physical.
-        scales, offsets = (np.asarray(v, np.float32)[:, None, None] for v in (self.fb.scales, self.fb.offsets))
-        np.multiply(raw, scales, out=out)
-        if offsets.any():
-            np.add(out, offsets, out=out)
-        if nodata is None or np.isnan(nodata):
-            return np.ones(raw.shape[1:], bool)
-        missing = raw == nodata
-        valid = ~missing.any(axis=0)
-        if not valid.all():
-            np.copyto(out, fill, where=missing)
+        valid, missing = self._valid()
+        integers_to_physical(self.data, self.fb, out, fill, missing)
         return valid
+
+    def copy_raw_into(self, out: np.ndarray) -> np.ndarray:
+        """The raw integers copied into ``out`` (same dtype) unconverted; returns the valid mask as :meth:`fill_into`
+        does. The conversion then happens tile by tile (:func:`integers_to_physical`)."""
+        np.copyto(out, self.data)
+        return self._valid()[0]
+
+    def _valid(self) -> tuple[np.ndarray, np.ndarray | None]:
+        missing = nodata_of(self.data, self.fb)
+        if missing is None:
+            return np.ones(self.data.shape[1:], bool), None
+        valid = ~missing.any(axis=0)
+        return valid, (None if valid.all() else missing)
 
 
 class RasterLayer:
@@ -223,13 +246,19 @@ class RasterLayer:
             col, row = ~dataset.transform @ (grid.transform.c, grid.transform.f)
             self.row_off, self.col_off = int(round(row)), int(round(col))
             self.file_shape = (dataset.height, dataset.width)
-            self._integer = np.dtype(dataset.dtypes[0]).kind in "iu"
+            self.dtype = np.dtype(dataset.dtypes[0])
             # One row of the file's blocks, every band GDAL decodes with them (all of a pixel-interleaved block):
             # the rows of consecutive tile rows straddle block rows, which must stay cached to be decoded once.
             decoded = dataset.count if dataset.interleaving != Interleaving.band else self.count
             self.block_row_bytes = (decoded * dataset.block_shapes[0][0] * dataset.width
                                     * np.dtype(dataset.dtypes[0]).itemsize)
         self.resampling = Resampling.nearest if (categorical or exact) else Resampling.bilinear
+        # Read as raw integers (fetch): a direct integer file whose values need no mask and no dB conversion.
+        self._raw_integers = self.direct and self.mask is None and not fb.db_factor and self.dtype.kind in "iu"
+        # ... in every window of the grid: the file covers the whole grid.
+        self.raw_everywhere = self._raw_integers and (
+            self.row_off >= 0 and self.col_off >= 0 and self.row_off + grid.height <= self.file_shape[0]
+            and self.col_off + grid.width <= self.file_shape[1])
         self._local = threading.local()
 
     def __getstate__(self) -> dict:
@@ -290,10 +319,9 @@ class RasterLayer:
         is found on them and the float conversion writes straight into the row band: each pixel is touched twice
         after decoding instead of six times. Every other file is read as :meth:`read` reads it.
         """
-        raw_integers = self.direct and self.mask is None and not self.fb.db_factor and self._integer
         inside = (0 <= y0 + self.row_off and y1 + self.row_off <= self.file_shape[0]
                   and 0 <= x0 + self.col_off and x1 + self.col_off <= self.file_shape[1])
-        if not (raw_integers and inside):
+        if not (self._raw_integers and inside):
             return FetchedWindow(self.read(y0, y1, x0, x1))
         src = self._file()
         # Strips are decoded into reused arrays (a fresh 40 MB array per strip costs page faults in the thread that
@@ -361,6 +389,8 @@ class RasterLayer:
 
 class ArrayLayer:
     """A [band, y, x] DataArray already on the grid (lazy or not): used for synthetic and in-memory scenes."""
+
+    raw_everywhere = False  # values are floats already
 
     def __init__(self, array: xr.DataArray):
         self.array = array

@@ -15,7 +15,7 @@ import xarray as xr
 from geomind_cli.engine.area import Area, window_grid
 from geomind_cli.engine.grid import ArrayLayer, FetchedWindow, Grid, RasterLayer, choose_grid
 from geomind_cli.engine.remote import gdal_path
-from geomind_cli.engine.sources import ReadOptions, ResolvedSource, SourceSpec, resolve_sources
+from geomind_cli.engine.sources import FileBands, ReadOptions, ResolvedSource, SourceSpec, resolve_sources
 from geomind_cli.errors import InputError
 from geomind_cli.facts.modalities import MODALITIES
 
@@ -96,14 +96,28 @@ class Scene:
         return [(name, part.targets, part.layer.fetch(y0, y1, x0, x1))
                 for name, parts in self._parts.items() for part in parts]
 
+    def raw_modalities(self) -> dict[str, tuple[FileBands, np.dtype]]:
+        """Modalities read from one integer file, all bands in order, as raw integers in every window (see
+        :meth:`RasterLayer.fetch`): their row bands can stay integers and be converted tile by tile."""
+        raw = {}
+        for name, parts in self._parts.items():
+            layer = parts[0].layer
+            if len(parts) == 1 and parts[0].targets == tuple(range(self.band_counts[name])) and layer.raw_everywhere:
+                raw[name] = (layer.fb, layer.dtype)
+        return raw
+
     @staticmethod
     def fill_into(fetched: list[tuple[str, tuple[int, ...], FetchedWindow]], out: dict[str, np.ndarray],
-                  fills: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                  fills: dict[str, np.ndarray], *, raw: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
         """A :meth:`fetch` written into ``out`` (per modality float32 [C, h, w], views allowed) with nodata replaced
         by ``fills`` (per modality [C, 1, 1]); returns per modality bool [h, w], True where every band has data.
-        The values are those of :meth:`read` with NaN replaced, without its intermediate float copies."""
+        The values are those of :meth:`read` with NaN replaced, without its intermediate float copies. Modalities
+        in ``raw`` (from :meth:`raw_modalities`) are copied as the raw integers instead, into integer ``out``."""
         valid: dict[str, np.ndarray] = {}
         for name, targets, window in fetched:
+            if name in raw:  # one window holding every band
+                valid[name] = window.copy_raw_into(out[name])
+                continue
             first, count = targets[0], len(targets)
             if targets == tuple(range(first, first + count)):  # a run of bands: written in place
                 mask = window.fill_into(out[name][first:first + count], fills[name][first:first + count])

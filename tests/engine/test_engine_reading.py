@@ -82,6 +82,7 @@ def test_sparse_scene_batches_spanning_many_tile_rows_hold_their_own_tiles(tmp_p
     data[:, :, :100] = _digital_numbers(1500, 100, seed=3)
     path = write_raster(tmp_path / "s2.tif", data, nodata=0)
     with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        assert "S2L2A" in scene.raw_modalities()  # row bands of raw integers, converted as tiles are copied
         plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=224, overlap=64)
         batches = [item.batch for item in produce(scene, plan, batch_size=8, skip_nodata=True, valid_rule="all",
                                                   pin=False) if item.batch is not None]
