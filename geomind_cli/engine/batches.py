@@ -1,8 +1,10 @@
-"""Tile batches: read windows of the scene, cut tiles, mark nodata, fill it, batch; in a prefetch thread.
+"""Tile batches: read windows of the scene, cut tiles, mark nodata, fill it, batch; in two background threads.
 
 The producer walks tile rows top to bottom. :class:`RowBands` reads each input pixel once (the rows a tile row
-shares with the previous one stay in memory); tiles are cut from memory. Tiles without any valid pixel are skipped.
-Each queued item also says which tile row comes next, so the stitchers know which output rows are final.
+shares with the previous one stay in memory): one thread decodes the new rows (GDAL), a second converts them into
+the row band and cuts tiles from memory, copying each into its batch (converting raw integers on the way for
+one-file integer inputs). Tiles without any valid pixel are skipped. Each queued item also says which tile row
+comes next, so the stitchers know which output rows are final. Large arrays are reused (:mod:`.buffers`).
 """
 
 from __future__ import annotations
