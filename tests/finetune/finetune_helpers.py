@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import torch
 import yaml
+
+from cli_in_process import run_geomind
 
 NECKS = [
     {"name": "SelectIndices", "indices": [2, 5, 8, 11]},
@@ -111,15 +112,9 @@ def recorded_hparams(config: dict, *, cli: bool, data: bool) -> dict:
 
 
 def run_main(capsys, monkeypatch, *args) -> tuple[int, str]:
-    from geomind_cli.cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["geomind", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
+    """``geomind ARGS`` in this process: (exit code, stderr)."""
+    code, _, err = run_geomind(monkeypatch, capsys, *args)
+    return code, err
 
 
 def read(path: Path) -> tuple[np.ndarray, dict]:

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from cli_in_process import run_geomind
 from engine_rasters import write_raster
 from http_server import serve
 from product_trees import build_s2_safe, zip_folder
@@ -16,20 +17,6 @@ def geomind(*args):
     """The real command in a subprocess."""
     return subprocess.run([sys.executable, "-m", "geomind_cli.cli.app", *map(str, args)], capture_output=True,
                           text=True, timeout=300)
-
-
-def geomind_here(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """The command's entry point in this process (exit code, stdout, stderr): fast for many small cases."""
-    from geomind_cli.cli.app import main
-
-    monkeypatch.setattr(sys, "argv", ["geomind", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_info_json_on_safe_zip_with_bbox_and_offset_decision(tmp_path, monkeypatch, capsys):
@@ -45,7 +32,7 @@ def test_info_json_on_safe_zip_with_bbox_and_offset_decision(tmp_path, monkeypat
     assert b04["from"].endswith("_B04_10m.jp2") and b04["path"].startswith("/vsizip/")
     assert b04["offset"] == -1000.0 and b04["scale"] == 1.0 and b04["value_units"] == "reflectance x10000"
     assert any("baseline offset -1000" in d for d in b04["decisions"])
-    code, out, err = geomind_here(monkeypatch, capsys, "info", archive, "--s2-offset", "none")
+    code, out, err = run_geomind(monkeypatch, capsys, "info", archive, "--s2-offset", "none")
     assert code == 0, err
     assert "no baseline offset (--s2-offset none)" in out
 
@@ -55,9 +42,9 @@ def test_info_on_url_with_modality_suffix(tmp_path, monkeypatch, capsys):
     served.mkdir()
     write_raster(served / "db100.tif", np.full((2, 32, 32), -1260, np.int16), descriptions=["VV", "VH"])
     with serve(served) as (base, _):
-        code, out, err = geomind_here(monkeypatch, capsys, "info", f"{base}/db100.tif:S1GRD", "--json",
+        code, out, err = run_geomind(monkeypatch, capsys, "info", f"{base}/db100.tif:S1GRD", "--json",
                                       "--s1-units", "db")
-        vsi = geomind_here(monkeypatch, capsys, "info", f"/vsicurl/{base}/db100.tif", "--json")
+        vsi = run_geomind(monkeypatch, capsys, "info", f"/vsicurl/{base}/db100.tif", "--json")
     assert code == 0 and vsi[0] == 0, err + vsi[2]
     source = json.loads(out)["sources"][0]
     assert source["modality"] == "S1GRD" and source["file"] == "db100.tif"
@@ -71,7 +58,7 @@ def test_bad_input_options_are_one_error_line(tmp_path, monkeypatch, capsys):
              (("--bbox", 0, 0, 10, 10), "does not overlap"), (("--bbox-crs", "EPSG:4326"), "--bbox-crs needs --bbox"),
              (("--mask", "snow"), "the only mask is 'clouds'")]
     for args, message in cases:
-        code, _, err = geomind_here(monkeypatch, capsys, "info", safe, *args)
+        code, _, err = run_geomind(monkeypatch, capsys, "info", safe, *args)
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 1 and len(lines) == 1 and lines[0].startswith("geomind: error:"), err
         assert message in lines[0], (args, lines[0])
