@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geomind_cli.engine.buffers import BufferPool
-from geomind_cli.engine.grid import integers_to_physical, nodata_of
+from geomind_cli.engine.grid import FetchedWindow, integers_to_physical, nodata_of
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.sources import FileBands
 from geomind_cli.engine.tiling import TilePlan
@@ -200,9 +200,10 @@ class RowBands:
         if pad != ((0, 0), (0, 0)):
             mode = "reflect" if min(h, w) > 1 else "edge"
             data = {name: np.pad(a, ((0, 0), *pad), mode=mode) for name, a in data.items()}
-        finite = {name: np.isfinite(a).all(axis=0) for name, a in data.items()}
-        # Not only NaN: one inf pixel would spread through attention over the whole tile.
-        values = {name: np.where(np.isfinite(a), a, self.fills[name]) for name, a in data.items()}
+        values, finite = {}, {}
+        for name, a in data.items():
+            values[name] = np.empty_like(a)
+            finite[name] = FetchedWindow(a).fill_into(values[name], self.fills[name])
         return values, finite
 
     def band(self, r: int, fetched):

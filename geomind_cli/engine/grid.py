@@ -256,9 +256,7 @@ class RasterLayer:
         # Read as raw integers (fetch): a direct integer file whose values need no mask and no dB conversion.
         self._raw_integers = self.direct and self.mask is None and not fb.db_factor and self.dtype.kind in "iu"
         # ... in every window of the grid: the file covers the whole grid.
-        self.raw_everywhere = self._raw_integers and (
-            self.row_off >= 0 and self.col_off >= 0 and self.row_off + grid.height <= self.file_shape[0]
-            and self.col_off + grid.width <= self.file_shape[1])
+        self.raw_everywhere = self._raw_integers and self._in_file(0, grid.height, 0, grid.width)
         self._local = threading.local()
 
     def __getstate__(self) -> dict:
@@ -311,6 +309,11 @@ class RasterLayer:
             data[:, np.isin(classes, self.mask_values)] = np.nan
         return data
 
+    def _in_file(self, y0: int, y1: int, x0: int, x1: int) -> bool:
+        """Whether grid rows y0:y1, columns x0:x1 lie inside the file (direct reads)."""
+        return (0 <= y0 + self.row_off and y1 + self.row_off <= self.file_shape[0]
+                and 0 <= x0 + self.col_off and x1 + self.col_off <= self.file_shape[1])
+
     def fetch(self, y0: int, y1: int, x0: int, x1: int) -> "FetchedWindow":
         """The window decoded but not yet converted (see :class:`FetchedWindow`): reading threads only decode, the
         conversion runs where the values are used.
@@ -319,9 +322,7 @@ class RasterLayer:
         is found on them and the float conversion writes straight into the row band: each pixel is touched twice
         after decoding instead of six times. Every other file is read as :meth:`read` reads it.
         """
-        inside = (0 <= y0 + self.row_off and y1 + self.row_off <= self.file_shape[0]
-                  and 0 <= x0 + self.col_off and x1 + self.col_off <= self.file_shape[1])
-        if not (self._raw_integers and inside):
+        if not (self._raw_integers and self._in_file(y0, y1, x0, x1)):
             return FetchedWindow(self.read(y0, y1, x0, x1))
         src = self._file()
         # Strips are decoded into reused arrays (a fresh 40 MB array per strip costs page faults in the thread that
