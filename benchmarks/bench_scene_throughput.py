@@ -187,7 +187,7 @@ def bench_embed(path: Path, size: str, out_dir: Path, batch: int, repeats: int) 
 
 def _finish_pair(grid, chunk: np.ndarray, out_dir: Path) -> dict:
     """One output streamed through the writer and finished, then the same bytes written once; timings and sizes."""
-    from geomind_cli.engine.writer import STREAM_CACHE_BYTES, RasterWriter
+    from geomind_cli.engine.writer import STREAM_CACHE_BYTES, RasterWriter, cog_compression
 
     count, width = chunk.shape[0], grid.width
     path = out_dir / f"finish_{count}.tif"
@@ -208,11 +208,11 @@ def _finish_pair(grid, chunk: np.ndarray, out_dir: Path) -> dict:
     rss = peak_rss_mb()
     # The same bytes written once, with the COG's compression, tile side and interleaving.
     once = out_dir / f"once_{count}.tif"
-    block = writer.layout.block
+    block, compression = writer.layout.block, cog_compression("float32")
     profile = dict(driver="GTiff", width=width, height=width, count=count, dtype="float32", crs=grid.crs,
                    transform=grid.transform, nodata=float("nan"), tiled=True, blockxsize=block, blockysize=block,
-                   compress="DEFLATE", zlevel=6, predictor=3, interleave="pixel", bigtiff="IF_SAFER",
-                   num_threads=writer.layout.threads)
+                   compress=compression["COMPRESS"], zlevel=compression["LEVEL"], predictor=3, interleave="pixel",
+                   bigtiff="IF_SAFER", num_threads=writer.layout.threads)
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=writer.layout.cache_bytes), rasterio.open(once, "w", **profile) as dst:
         for row0 in range(0, width, block):

@@ -47,6 +47,16 @@ MIN_CACHE_BYTES, MAX_CACHE_BYTES = 64 * 2**20, 1024 * 2**20  # GDAL block cache 
 STREAM_CACHE_BYTES = 64 * 2**20
 
 
+def cog_compression(dtype) -> dict[str, object]:
+    """The COG's compression options for outputs of ``dtype``: DEFLATE (every GeoTIFF reader has it) with the
+    predictor GDAL picks for the type (horizontal differencing, floating point for floats).
+
+    Floats get level 1: their low mantissa bits are noise that no level compresses (a 256 x 256 x 192 float32
+    embedding: 40.9 MB at level 1, 39.6 MB at 6), and level 6 took 1.7x as long to write. Integer outputs (class
+    maps, tokens) are small and compress well: level 6."""
+    return {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "LEVEL": 1 if np.dtype(dtype).kind == "f" else 6}
+
+
 @dataclass(frozen=True)
 class CogLayout:
     """Block sizes, GDAL block cache and compression threads of one output, from its shape.
@@ -196,8 +206,8 @@ class RasterWriter:
         try:
             self._build_overviews()
             with rasterio.Env(GDAL_CACHEMAX=self.layout.cache_bytes):
-                rasterio.shutil.copy(self.partial, self.staged, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
-                                     LEVEL=6, BLOCKSIZE=self.layout.block, OVERVIEWS="FORCE_USE_EXISTING",
+                rasterio.shutil.copy(self.partial, self.staged, driver="COG", **cog_compression(self.dtype),
+                                     BLOCKSIZE=self.layout.block, OVERVIEWS="FORCE_USE_EXISTING",
                                      OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
                                      NUM_THREADS=self.layout.threads, **self.nbits)
         finally:

@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 from rio_cogeo.cogeo import cog_validate
 
 from geomind_cli.engine.grid import Grid
-from geomind_cli.engine.writer import CogLayout, RasterWriter
+from geomind_cli.engine.writer import CogLayout, RasterWriter, cog_compression
 
 ROOT = Path(__file__).resolve().parents[2]
 GB = 2**30
@@ -50,6 +50,8 @@ def test_many_band_output_is_a_valid_cog_with_every_value(tmp_path):
     with rasterio.open(path) as dst:
         assert dst.count == count and dst.shape == (height, width) and dst.block_shapes[0] == (128, 128)
         assert dst.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and dst.overviews(1) == [2, 4]
+        # DEFLATE with the floating-point predictor (3): readable everywhere, level 1 for floats (cog_compression)
+        assert dst.compression.name == "deflate" and dst.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
         assert dst.descriptions[-1] == f"f{count - 1}"
         assert np.array_equal(dst.read(), _features(count, slice(0, height), width))
     with rasterio.open(path, overview_level=0) as half:  # nearest at factor 2: the top-left cell of each 2 x 2
@@ -57,6 +59,23 @@ def test_many_band_output_is_a_valid_cog_with_every_value(tmp_path):
         assert np.array_equal(half.read(200), _features(count, slice(0, height), width)[199, ::2, ::2])
     assert progress and progress[-1][0] == progress[-1][1]
     assert not list(tmp_path.glob(".*"))  # no hidden file left behind
+
+
+def test_class_maps_keep_the_stronger_compression(tmp_path):
+    """Integer outputs compress well and are small: level 6 and the integer predictor; floats (noise in their low
+    mantissa bits) level 1, which writes a 768-band embedding in well under the time of level 6."""
+    assert cog_compression("uint8")["LEVEL"] == 6 and cog_compression("int16")["LEVEL"] == 6
+    assert cog_compression("float32")["LEVEL"] == 1 and cog_compression("float16")["LEVEL"] == 1
+    path = tmp_path / "classes.tif"
+    writer = RasterWriter(path, grid=_grid(600, 40), count=1, dtype="uint8", nodata=255, descriptions=["class"],
+                          overview_resampling="MODE")
+    classes = (np.arange(600)[None, None, :] // 50 % 10).repeat(40, axis=1).astype(np.uint8)
+    writer.write_rows(0, classes)
+    writer.finish()
+    writer.commit()
+    with rasterio.open(path) as dst:
+        assert dst.compression.name == "deflate" and dst.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+        assert np.array_equal(dst.read(), classes)
 
 
 @pytest.mark.parametrize("count, width, height, itemsize", [
