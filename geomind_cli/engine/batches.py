@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geomind_cli.engine.buffers import BufferPool
-from geomind_cli.engine.grid import FetchedWindow, integers_to_physical, nodata_of
+from geomind_cli.engine.grid import FetchedWindow, decode_threads, integers_to_physical, nodata_of
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.sources import FileBands
 from geomind_cli.engine.tiling import TilePlan
@@ -140,25 +140,38 @@ def static_batches(tile_fn, batch_size: int, *, static: bool | None = None):
     return padded_fn
 
 
+# Columns one decode call reads, per decoding thread: the cutter starts on a tile row as soon as its first columns
+# are decoded instead of after the whole row (the whole first block row, 12 % of a 4,096 px scene's decoding, was
+# time before the first tile), and each GDAL thread still gets a couple of 512 px blocks per call.
+PIECE_COLUMNS = 1024
+
+
+def piece_columns() -> int:
+    return PIECE_COLUMNS * decode_threads()
+
+
 class RowBands:
     """The scene's rows for one tile row after another, each input pixel read and converted once.
 
     Tile row r covers rows ``ys[r] .. ys[r] + T`` and shares ``overlap`` rows with the previous one: those stay in
-    memory, already masked and filled, and only the rows below them are read (full width, one read per source, GDAL
-    decoding blocks in parallel). Reading is split in two so that it can run in a thread of its own:
-    :meth:`fetch` decodes the new rows of tile row r (:meth:`Scene.fetch`), :meth:`band` converts them into the band
-    and gives per modality the filled values [C, T, padded width] (nodata replaced by ``fills``; for the modalities
-    in ``raw``, the raw integers, converted tile by tile as batches are filled), whether every band is finite
-    [T, padded width], and the in-scene mask. Past the bottom/right scene edges values are reflect-padded,
-    exactly as ``np.pad`` pads the tile-row window (scenes smaller than a tile take that path itself).
+    memory, already masked and filled, and only the rows below them are read, one source read per piece of
+    columns (:meth:`pieces`; GDAL decoding blocks in parallel). Reading is split so that it can run in a thread of
+    its own: :meth:`fetch` decodes the new rows of one piece (:meth:`Scene.fetch`); :meth:`start` begins tile row
+    r's band (the shared rows) and :meth:`fill` converts each piece into it, saying how many columns are final, so
+    tiles are cut while later pieces are still being decoded. A band holds per modality the filled values
+    [C, T, padded width] (nodata replaced by ``fills``; for the modalities in ``raw``, the raw integers, converted
+    tile by tile as batches are filled), whether every band is finite [T, padded width], and the in-scene mask.
+    Past the bottom/right scene edges values are reflect-padded, exactly as ``np.pad`` pads the tile-row window
+    (scenes smaller than a tile take that path itself).
     """
 
-    def __init__(self, scene: Scene, plan: TilePlan, fills: dict[str, np.ndarray]):
+    def __init__(self, scene: Scene, plan: TilePlan, fills: dict[str, np.ndarray], *, piece: int | None = None):
         self.scene, self.plan, self.fills = scene, plan, fills
         self.tile = plan.tile_size
         self.width = int(plan.xs[-1]) + plan.tile_size
+        self.piece = piece or piece_columns()
         self.small = scene.grid.height < self.tile or scene.grid.width < self.tile
-        self.previous = -1  # the tile row whose band is in self.values
+        self.previous = -1  # the last tile row whose band is complete
         # Modalities whose bands stay raw integers (half the bytes of float32 for 16-bit data): converted while each
         # tile is copied into its batch, which saves a float pass over the scene and halves what copying reads.
         self.raw = {} if self.small else scene.raw_modalities()
@@ -177,12 +190,21 @@ class RowBands:
         above = int(self.plan.ys[r - 1])
         return y, h, min(h, max(0, above + min(self.tile, self.scene.grid.height - above) - y))
 
-    def fetch(self, r: int):
-        """The rows of tile row r that the previous band does not hold, decoded (any thread; in tile-row order)."""
+    def pieces(self, r: int) -> list[tuple[int, int]]:
+        """The column ranges [x0, x1) of tile row r read at once, left to right, covering the scene's width."""
+        y, h, keep = self._rows(r)
+        w = self.scene.grid.width
+        if self.small or keep >= h:  # nothing to read (or the whole small scene at once)
+            return [(0, w)]
+        return [(x0, min(w, x0 + self.piece)) for x0 in range(0, w, self.piece)]
+
+    def fetch(self, r: int, x0: int, x1: int):
+        """The rows of tile row r that the previous band does not hold, columns x0:x1, decoded (any thread; in
+        tile-row and piece order)."""
         y, h, keep = self._rows(r)
         if self.small or keep >= h:
             return None
-        return self.scene.fetch(y + keep, y + h, 0, self.scene.grid.width)
+        return self.scene.fetch(y + keep, y + h, x0, x1)
 
     def _next_buffer(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         values = {}
@@ -206,14 +228,15 @@ class RowBands:
             finite[name] = FetchedWindow(a).fill_into(values[name], self.fills[name])
         return values, finite
 
-    def band(self, r: int, fetched):
-        """Tile row r's band from the previous band (r - 1, the one before this call) and ``fetch(r)``."""
+    def start(self, r: int):
+        """Begin tile row r's band (after the last :meth:`fill` of r - 1): (values, finite, inside), final only in
+        the columns :meth:`fill` reports."""
         (y, h, keep), tile, w = self._rows(r), self.tile, self.scene.grid.width
         inside = np.zeros((tile, self.width), bool)
         inside[:h, :w] = True
         if self.small:
-            values, finite = self._padded(y, h)
-            return values, finite, inside
+            self.values, self.finite = self._padded(y, h)
+            return self.values, self.finite, inside
         if keep and self.previous != r - 1:
             raise RuntimeError(f"tile row {r} needs the band of row {r - 1}, not {self.previous}")
         shift = y - int(self.plan.ys[r - 1]) if keep else 0
@@ -222,42 +245,57 @@ class RowBands:
             if keep:
                 values[name][:, :keep] = self.values[name][:, shift:shift + keep]
                 finite[name][:keep] = self.finite[name][shift:shift + keep]
+        self.values, self.finite = values, finite
+        return values, finite, inside
+
+    def fill(self, r: int, x0: int, x1: int, fetched) -> int:
+        """Convert ``fetch(r, x0, x1)`` into the band begun by :meth:`start`; returns how many columns of the band
+        (from the left) are final: ``x1``, or the padded width once the last piece is in."""
+        if self.small:
+            self.previous = r
+            return self.width
+        (y, h, keep), tile, w = self._rows(r), self.tile, self.scene.grid.width
+        values, finite = self.values, self.finite
         if fetched is not None:  # the new rows, converted in place
-            fresh = self.scene.fill_into(fetched, {n: v[:, keep:h, :w] for n, v in values.items()}, self.fills,
+            fresh = self.scene.fill_into(fetched, {n: v[:, keep:h, x0:x1] for n, v in values.items()}, self.fills,
                                          raw=frozenset(self.raw))
             for name, mask in fresh.items():
-                finite[name][keep:h, :w] = mask
-        if self.width > w:  # reflect the last columns (np.pad's "reflect": the edge column is not repeated)
-            reflect = w - 2 - np.arange(self.width - w)
-            for name in values:
-                values[name][:, keep:h, w:] = values[name][:, keep:h, reflect]
-                finite[name][keep:h, w:] = finite[name][keep:h, reflect]
-        if h < tile:  # the last tile row: reflect the last rows, padded columns included
+                finite[name][keep:h, x0:x1] = mask
+        if h < tile:  # the last tile row: reflect the last rows (np.pad's "reflect": the edge row is not repeated)
             reflect = h - 2 - np.arange(tile - h)
             for name in values:
-                values[name][:, h:] = values[name][:, reflect]
-                finite[name][h:] = finite[name][reflect]
-        self.previous, self.values, self.finite = r, values, finite
-        return values, finite, inside
+                values[name][:, h:, x0:x1] = values[name][:, reflect, x0:x1]
+                finite[name][h:, x0:x1] = finite[name][reflect, x0:x1]
+        if x1 < w:
+            return x1
+        if self.width > w:  # reflect the last columns, in every row (the reflected bottom rows included)
+            reflect = w - 2 - np.arange(self.width - w)
+            for name in values:
+                values[name][:, :, w:] = values[name][:, :, reflect]
+                finite[name][:, w:] = finite[name][:, reflect]
+        self.previous = r
+        return self.width
 
 
 def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool, valid_rule: str, pin: bool):
     """Yield :class:`Item` s in tile order (row-major).
 
-    Masks, nodata fill and the skip test run over whole tile rows at once (numpy, each pixel once); each tile is
-    copied from its row band into its batch's slot as soon as it is cut, so no view into a band outlives the band.
+    Masks, nodata fill and the skip test run over whole pieces of tile rows at once (numpy, each pixel once); each
+    tile is copied from its row band into its batch's slot as soon as its columns are final, so no view into a band
+    outlives the band.
     """
     fills = {name: _fill_values(name, c, scene.band_names(name))[:, None, None]
              for name, c in scene.band_counts.items()}
     bands = RowBands(scene, plan, fills)
-    # GDAL decodes the rows of the next tile rows in a thread of its own while this one converts them and cuts and
-    # copies the tiles: on two cores decoding (the limit) never waits for the rest.
-    decoded = Prefetcher((bands.fetch(r) for r in range(len(plan.ys))), depth=2, niceness=DECODE_NICENESS)
+    pieces = [(r, x0, x1) for r in range(len(plan.ys)) for x0, x1 in bands.pieces(r)]
+    # GDAL decodes the pieces of the next two tile rows in a thread of its own while this one converts them and cuts
+    # and copies the tiles: on two cores decoding (the limit) never waits for the rest.
+    decoded = Prefetcher(((r, x0, x1, bands.fetch(r, x0, x1)) for r, x0, x1 in pieces),
+                         depth=2 * len(bands.pieces(0)), niceness=DECODE_NICENESS, name="geomind-decode")
     try:
-        row_bands = (bands.band(r, fetched) for r, fetched in enumerate(decoded))
         builder = _BatchBuilder(scene, plan, batch_size, _allocator(pin), fills=fills,
                                 raw={name: fb for name, (fb, _) in bands.raw.items()})
-        yield from _batches(plan, row_bands, builder, skip_nodata=skip_nodata,
+        yield from _batches(plan, bands, decoded, builder, skip_nodata=skip_nodata,
                             combine=np.logical_and if valid_rule == "all" else np.logical_or)
     finally:
         decoded.stop()
@@ -309,30 +347,39 @@ class _BatchBuilder:
         return batch
 
 
-def _batches(plan: TilePlan, row_bands, pending: "_BatchBuilder", *, skip_nodata: bool, combine):
-    tile, batch_size = plan.tile_size, pending.size
-    skipped = 0
-    for r, (values, finite, inside) in enumerate(row_bands):
-        per_mod = {name: m & inside for name, m in finite.items()}
-        masks = list(per_mod.values())
-        valid = masks[0]
-        for m in masks[1:]:
-            valid = combine(valid, m)
-        # Whether each tile has a valid pixel, from per-column flags: one pass over the row for all its tiles.
-        counts = np.concatenate([[0], np.cumsum(valid.any(axis=0))])
-        has_data = counts[plan.xs + tile] > counts[plan.xs]
-        for c, x in enumerate(plan.xs):
-            if skip_nodata and not has_data[c]:
+def _batches(plan: TilePlan, bands: RowBands, decoded, pending: "_BatchBuilder", *, skip_nodata: bool, combine):
+    """Items from the decoded pieces ``(r, x0, x1, fetched)``: each tile is cut once its columns are final."""
+    tile, batch_size, last_col = plan.tile_size, pending.size, len(plan.xs) - 1
+    skipped, row = 0, -1
+    for r, x0, x1, fetched in decoded:
+        if r != row:  # a new tile row: its band, masks, and the next tile to cut
+            values, finite, inside = bands.start(r)
+            per_mod = {name: np.empty_like(inside) for name in finite}
+            valid = np.empty_like(inside)
+            row, final, c = r, 0, 0
+        ready = bands.fill(r, x0, x1, fetched)
+        if ready > final:  # masks of the columns that just became final
+            cols = slice(final, ready)
+            for name, m in finite.items():
+                np.logical_and(m[:, cols], inside[:, cols], out=per_mod[name][:, cols])
+            masks = [m[:, cols] for m in per_mod.values()]
+            np.copyto(valid[:, cols], masks[0])
+            for m in masks[1:]:
+                combine(valid[:, cols], m, out=valid[:, cols])
+            final = ready
+        while c <= last_col and plan.xs[c] + tile <= final:
+            sl = slice(int(plan.xs[c]), int(plan.xs[c]) + tile)
+            if skip_nodata and not valid[:, sl].any():
                 skipped += 1
-                continue
-            sl = slice(int(x), int(x) + tile)
-            pending.add(r, c, {name: a[:, :, sl] for name, a in values.items()},
-                        {name: m[:, sl] for name, m in per_mod.items()}, valid[:, sl])
-            if len(pending) == batch_size:
-                # A batch ending with the row's last tile completes that row.
-                yield Item(pending.pop(), r + 1 if c == len(plan.xs) - 1 else r, skipped)
-                skipped = 0
-        if not len(pending):
+            else:
+                pending.add(r, c, {name: a[:, :, sl] for name, a in values.items()},
+                            {name: m[:, sl] for name, m in per_mod.items()}, valid[:, sl])
+                if len(pending) == batch_size:
+                    # A batch ending with the row's last tile completes that row.
+                    yield Item(pending.pop(), r + 1 if c == last_col else r, skipped)
+                    skipped = 0
+            c += 1
+        if c > last_col and not len(pending) and final == bands.width:
             yield Item(None, r + 1, skipped)
             skipped = 0
     if len(pending):
@@ -360,11 +407,11 @@ class Prefetcher:
     """Run an iterator (:func:`produce`'s batches, or its row bands) in a daemon thread, ``depth`` items ahead;
     exceptions re-raise in the consumer; :meth:`stop` ends the thread early."""
 
-    def __init__(self, items, depth: int, *, niceness: int = BACKGROUND_NICENESS):
+    def __init__(self, items, depth: int, *, niceness: int = BACKGROUND_NICENESS, name: str = "geomind-cut"):
         self._items, self._niceness = items, niceness
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="geomind-prefetch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _put(self, value) -> bool:

@@ -97,6 +97,57 @@ def test_sparse_scene_batches_spanning_many_tile_rows_hold_their_own_tiles(tmp_p
                 np.testing.assert_array_equal(batch.valid[i][:h, :w], finite.all(axis=0))
 
 
+def _items(scene, plan, valid_rule):
+    return [item for item in produce(scene, plan, batch_size=6, skip_nodata=True, valid_rule=valid_rule, pin=False)]
+
+
+@pytest.mark.parametrize("valid_rule", ["all", "any"])
+def test_tiles_cut_piece_by_piece_equal_tiles_cut_from_whole_rows(tmp_path, monkeypatch, valid_rule):
+    # Tile rows are decoded in pieces of columns and tiles cut as soon as their columns are final: whatever the
+    # piece width (pieces narrower than a tile, not aligned with tiles or blocks), every batch, mask and item must be
+    # those of whole-row reading. A raw-integer S2 (with nodata) and a float DEM (NaN) whose sizes are not multiples
+    # of 16, so bottom and right padding land in the last pieces.
+    import geomind_cli.engine.batches as batches
+
+    s2 = _digital_numbers(610, 777, seed=7)
+    s2[:, 300:420, 500:] = 0
+    dem = np.random.default_rng(8).uniform(0, 900, (1, 610, 777)).astype(np.float32)
+    dem[0, :90, 100:400] = np.nan
+    sources = [SourceSpec([write_raster(tmp_path / "s2.tif", s2, nodata=0)], modality="S2L2A"),
+               SourceSpec([write_raster(tmp_path / "dem.tif", dem, nodata=float("nan"))], modality="DEM")]
+    monkeypatch.setenv("GEOMIND_DECODE_THREADS", "1")
+    results = {}
+    with open_scene(sources) as scene:
+        plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=224, overlap=64)
+        for piece in (37, 300, 10_000):
+            monkeypatch.setattr(batches, "PIECE_COLUMNS", piece)
+            assert len(batches.RowBands(scene, plan, {}).pieces(1)) == -(-777 // piece)
+            results[piece] = _items(scene, plan, valid_rule)
+        whole = results.pop(10_000)
+        assert sum(len(i.batch) for i in whole if i.batch is not None) > 12
+        # Whole rows against the reference: each tile's window read alone, reflect-padded by np.pad, nodata filled.
+        fills = {"S2L2A": MEANS, "DEM": np.asarray(MODALITIES["DEM"].mean, np.float32)[:, None, None]}
+        for item in whole:
+            for i in range(len(item.batch) if item.batch is not None else 0):
+                y, x = int(item.batch.rows[i]), int(item.batch.cols[i])
+                h, w = min(224, 610 - y), min(224, 777 - x)
+                for name, window in scene.read(y, y + h, x, x + w).items():
+                    padded = np.pad(window, ((0, 0), (0, 224 - h), (0, 224 - w)), mode="reflect")
+                    want = np.where(np.isfinite(padded), padded, fills[name])
+                    np.testing.assert_array_equal(item.batch.arrays[name][i], want)
+    for piece, items in results.items():
+        assert [(i.next_tile_row, i.skipped, i.batch is None) for i in items] == \
+               [(i.next_tile_row, i.skipped, i.batch is None) for i in whole], piece
+        for got, want in zip(items, whole):
+            if want.batch is None:
+                continue
+            for field in ("valid", "rows", "cols", "tile_rows", "tile_cols"):
+                np.testing.assert_array_equal(getattr(got.batch, field), getattr(want.batch, field))
+            for name in ("S2L2A", "DEM"):
+                np.testing.assert_array_equal(got.batch.arrays[name], want.batch.arrays[name])
+                np.testing.assert_array_equal(got.batch.valid_by_modality[name], want.batch.valid_by_modality[name])
+
+
 def test_identity_through_the_engine_on_a_sparse_scene(tmp_path):
     data = np.zeros((12, 1100, 700), np.uint16)
     data[:, :, 300:380] = _digital_numbers(1100, 80, seed=4)
