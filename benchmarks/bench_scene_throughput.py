@@ -5,15 +5,16 @@ Four measurements, each a ratio of two timings taken in the same run on the same
 1. ``engine``: raw decode of the input (every block read once, one GDAL thread) against ``run_scene`` with a free
    tile function (it only slices its input into an 8-band grid output), as tiles/s, with 1 decode thread and with
    all cores;
-2. ``embed``: the embed task end to end (read, model, stitch, COG) against the same model alone on the same number
-   of tiles (random weights, CPU);
+2. ``embed``: the embed task end to end (read, model, stitch, COG) against the same model alone on the same tiles
+   in the same batches, already in memory (random weights, CPU; tiny on 4,096 and 2,048 px scenes, base on 2,048);
 3. ``finish``: finishing a float32 grid output (overviews, COG layout) against writing the same bytes once into a
    tiled GeoTIFF with the COG's compression;
 4. peak RSS of each run (Linux VmHWM, reset before each run).
 
 The two sides of each ratio run alternately (``--repeats`` pairs for the engine and embed, ``--finish-repeats``
-for finishing) and the median pair's ratio counts (the times shown are medians too): on a shared virtual machine one run can be 30 % slower than the next for
-no reason of its own, so each side is compared with the other side's run next to it.
+for finishing) and the median pair's ratio counts (the times shown are medians too): on a shared virtual machine
+one run can be 30 % slower than the next for no reason of its own, so each side is compared with the other side's
+run next to it, over about the same length of time.
 
     .venv/bin/python benchmarks/bench_scene_throughput.py --out benchmarks/results/scene_throughput.json
     .venv/bin/python benchmarks/bench_scene_throughput.py --quick     # small sizes, a minute
@@ -140,11 +141,16 @@ def bench_engine(path: Path, size: int, out_dir: Path, repeats: int) -> list[dic
 
 
 def bench_embed(path: Path, size: str, out_dir: Path, batch: int, repeats: int) -> dict:
-    """The model alone and embed end to end alternately, ``repeats`` times each, best of each (the box is shared)."""
+    """The model alone and embed end to end alternately, ``repeats`` pairs; the median pair counts.
+
+    The model alone runs the task's own tile function (standardization included) on random tiles already in memory,
+    in exactly the batches of the scene run (the last one short): both sides of a pair do the same model work and
+    take about as long, so the box's background load hits both alike.
+    """
     import torch
 
     from bench_cases import TILE as T
-    from geomind_cli.engine import SourceSpec, open_scene, run_scene
+    from geomind_cli.engine import SourceSpec, open_scene, plan_tiles, run_scene
     from geomind_cli.engine.batches import TileBatch
     from geomind_cli.tasks.base import release_models
     from geomind_cli.tasks.embed import EmbedOptions, embed_task
@@ -153,34 +159,39 @@ def bench_embed(path: Path, size: str, out_dir: Path, batch: int, repeats: int) 
     runtime = Runtime.resolve(device="cpu", precision="auto", compile=False, weights="random")
     reset_peak_rss()
     task = embed_task(["S2L2A"], EmbedOptions(size=size), runtime, out_dir / f"embed_{size}.tif", overwrite=True)
-    # Model alone: the task's own tile function on tiles already in memory (standardization included).
-    x = np.random.default_rng(0).uniform(500, 4000, (batch, 12, T, T)).astype(np.float32)
-    fake = TileBatch(arrays={"S2L2A": x}, valid=np.ones((batch, T, T), bool), rows=np.zeros(batch, int),
-                     cols=np.zeros(batch, int), tile_rows=np.zeros(batch, int), tile_cols=np.zeros(batch, int))
-    task.tile_fn(fake)  # warm-up
-    alone, runs = [], []
+    with rasterio.open(path) as src:
+        tiles, side = len(plan_tiles(src.height, src.width, tile_size=TILE, overlap=OVERLAP)), src.width
+    sizes = [batch] * (tiles // batch) + ([tiles % batch] if tiles % batch else [])
+
+    def fake(n: int) -> TileBatch:
+        x = np.random.default_rng(n).uniform(500, 4000, (n, 12, T, T)).astype(np.float32)
+        return TileBatch(arrays={"S2L2A": x}, valid=np.ones((n, T, T), bool), rows=np.zeros(n, int),
+                         cols=np.zeros(n, int), tile_rows=np.zeros(n, int), tile_cols=np.zeros(n, int))
+
+    batches = {n: fake(n) for n in set(sizes)}
+    for n in batches:
+        task.tile_fn(batches[n])  # warm-up, every shape
+    alone_s, runs = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        for _ in range(4):
-            task.tile_fn(fake)
-        alone.append(4 * batch / (time.perf_counter() - start))
+        for n in sizes:
+            task.tile_fn(batches[n])
+        alone_s.append(time.perf_counter() - start)
         with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
             runs.append(run_scene(scene, task.tile_fn, task.outputs, tile_size=TILE, overlap=OVERLAP,
                                   batch_size=batch, overwrite=True, progress=False))
     rss = peak_rss_mb()
-    del task
+    del task, batches
     release_models()
-    # Each end-to-end run against the model speed measured just before it; the median pair counts.
-    ratios = [r.seconds / (r.processed / speed) for speed, r in zip(alone, runs)]
-    model_tiles_per_s = float(np.median(alone))
-    tiles = runs[0].processed
-    model_s = tiles / model_tiles_per_s
-    row = {"case": f"embed {size}, CPU, batch {batch}", "tiles": tiles, "threads": torch.get_num_threads(),
-           "model_tiles_per_s": round(model_tiles_per_s, 2), "model_s": round(model_s, 2),
+    assert all(r.processed == tiles for r in runs), "the scene run skipped tiles: the two sides would differ"
+    ratios = [r.seconds / alone for alone, r in zip(alone_s, runs)]
+    model_s = float(np.median(alone_s))
+    row = {"case": f"embed {size}, {side} px, CPU, batch {batch}", "tiles": tiles, "threads": torch.get_num_threads(),
+           "model_tiles_per_s": round(tiles / model_s, 2), "model_s": round(model_s, 2),
            "end_to_end_s": round(float(np.median([r.seconds for r in runs])), 2),
            "ratio": round(float(np.median(ratios)), 3), "target": "<= 1.25",
-           "peak_rss_mb": round(rss, 1), "all_model_tiles_per_s": [round(v, 2) for v in alone],
-           "all_end_to_end_s": [r.seconds for r in runs]}
+           "peak_rss_mb": round(rss, 1), "all_model_s": [round(v, 2) for v in alone_s],
+           "all_end_to_end_s": [r.seconds for r in runs], "all_ratios": [round(v, 3) for v in ratios]}
     log(f"{row}")
     return row
 
@@ -265,8 +276,8 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 10980], help="engine scene sides (px)")
-    parser.add_argument("--embed-size", type=int, default=2048, help="embed scene side (px)")
-    parser.add_argument("--embed-models", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--embed", nargs="+", default=["tiny@4096", "tiny@2048", "base@2048"],
+                        help="embed cases, MODEL@SIDE (scene side in px)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5, help="alternating pairs of runs; the median pair counts")
     parser.add_argument("--finish-repeats", type=int, default=3, help="pairs of runs of each finishing case")
@@ -278,7 +289,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON results path")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.embed_size, args.embed_models, args.finish = [2048], 1024, ["tiny"], ["300x192"]
+        args.sizes, args.embed, args.finish = [2048], ["tiny@1024"], ["300x192"]
     warnings.simplefilter("ignore")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="geomind-bench-") as tmp:
@@ -291,12 +302,13 @@ def main(argv=None) -> int:
                 path = write_input(data / f"scene_{size}.tif", size)
                 rows += bench_engine(path, size, out_dir, args.repeats)
         if "embed" not in args.skip:
-            path = write_input(data / f"scene_{args.embed_size}.tif", args.embed_size)
             from bench_common import random_weights_cache
 
-            for size in args.embed_models:
-                with random_weights_cache(size):
-                    rows.append(bench_embed(path, size, out_dir, args.batch, args.repeats))
+            for case in args.embed:
+                model, side = case.split("@")
+                path = write_input(data / f"scene_{side}.tif", int(side))
+                with random_weights_cache(model):
+                    rows.append(bench_embed(path, model, out_dir, args.batch, args.repeats))
         if "finish" not in args.skip:
             for case in args.finish:
                 width, count = (int(v) for v in case.split("x"))
