@@ -274,8 +274,13 @@ class RasterLayer:
         return len(self.fb.file_bands)
 
     def cache_bytes(self) -> int:
-        """GDAL block cache this layer needs so that reading the scene top to bottom decodes each block once."""
-        return self.block_row_bytes
+        """GDAL block cache this layer needs so that reading the scene top to bottom decodes each block once.
+
+        Two block rows: a tile row read piece by piece (engine.batches) whose rows straddle two block rows touches
+        both, piece after piece; with room for one, each new block would evict (least recently used) a block of
+        the upper row that the next piece still needs, and every straddled block would be decoded twice.
+        """
+        return 2 * self.block_row_bytes
 
     def _vrt(self) -> WarpedVRT:
         vrt = getattr(self._local, "vrt", None)

@@ -129,8 +129,8 @@ class Scene:
         return valid
 
     def read_cache_bytes(self) -> int:
-        """GDAL block cache that reading the scene top to bottom needs to decode each block once (one block row of
-        every file), at most 1 GB."""
+        """GDAL block cache that reading the scene top to bottom needs to decode each block once (two block rows
+        of every file), at most 1 GB."""
         need = sum(part.layer.cache_bytes() for parts in self._parts.values() for part in parts)
         return min(need, 2**30)
 

@@ -148,6 +148,39 @@ def test_tiles_cut_piece_by_piece_equal_tiles_cut_from_whole_rows(tmp_path, monk
                 np.testing.assert_array_equal(got.batch.valid_by_modality[name], want.batch.valid_by_modality[name])
 
 
+def _bytes_read_by_this_process() -> int:
+    with open("/proc/self/io") as f:  # every thread's read() calls, GDAL's included
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux's per-process I/O counters")
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_each_block_is_read_from_disk_once_with_the_block_cache_the_scene_asks_for(tmp_path, monkeypatch, threads):
+    # Tile rows straddle block rows and are read piece by piece: with the GDAL block cache the scene asks for, no
+    # block is evicted before its last piece, so the file is read once (a block decoded twice is read twice: GDAL
+    # keeps no compressed bytes). Incompressible pixels make the file's size the bytes of its blocks.
+    import rasterio
+
+    import geomind_cli.engine.batches as batches
+
+    pixels = np.random.default_rng(3).integers(1, 10_000, (12, 1100, 2048), dtype=np.uint16)
+    path = tmp_path / "s2.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=2048, height=1100, count=12, dtype="uint16", crs="EPSG:32632",
+                       transform=ORIGIN, tiled=True, blockxsize=256, blockysize=256, compress="deflate") as dst:
+        dst.write(pixels)
+    monkeypatch.setenv("GEOMIND_DECODE_THREADS", threads)  # GDAL decodes a read's blocks in parallel from 2
+    monkeypatch.setattr(batches, "PIECE_COLUMNS", 256)
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=224, overlap=32)
+        with rasterio.Env(GDAL_CACHEMAX=scene.read_cache_bytes()):
+            before = _bytes_read_by_this_process()
+            tiles = sum(len(i.batch) for i in produce(scene, plan, batch_size=16, skip_nodata=False,
+                                                       valid_rule="all", pin=False) if i.batch is not None)
+            read = _bytes_read_by_this_process() - before
+    assert tiles == len(plan)
+    assert 0.9 < read / path.stat().st_size < 1.15
+
+
 def test_identity_through_the_engine_on_a_sparse_scene(tmp_path):
     data = np.zeros((12, 1100, 700), np.uint16)
     data[:, :, 300:380] = _digital_numbers(1100, 80, seed=4)
