@@ -150,6 +150,13 @@ def piece_columns() -> int:
     return PIECE_COLUMNS * decode_threads()
 
 
+# Decoded pieces queued ahead of the cutter, in tile rows: with two, the decoder (the limit) still blocked on a full
+# queue for a tenth of a 4,096 px run whenever the cutter fell behind for a moment; with four it never did. Capped in
+# bytes so that a very wide scene does not hold gigabytes of decoded rows.
+READ_AHEAD_ROWS = 4
+READ_AHEAD_BYTES = 256 * 2**20
+
+
 class RowBands:
     """The scene's rows for one tile row after another, each input pixel read and converted once.
 
@@ -189,6 +196,15 @@ class RowBands:
             return y, h, 0
         above = int(self.plan.ys[r - 1])
         return y, h, min(h, max(0, above + min(self.tile, self.scene.grid.height - above) - y))
+
+    def read_ahead(self) -> int:
+        """How many decoded pieces may wait for the cutter: READ_AHEAD_ROWS tile rows' worth, fewer (never under
+        two tile rows) where those rows would exceed READ_AHEAD_BYTES (very wide or many-band scenes)."""
+        row_bytes = sum(c * self.plan.stride * self.scene.grid.width
+                        * (np.dtype(self.raw[name][1]).itemsize if name in self.raw else 4)
+                        for name, c in self.scene.band_counts.items())
+        rows = max(2, min(READ_AHEAD_ROWS, READ_AHEAD_BYTES // max(1, row_bytes)))
+        return rows * len(self.pieces(0))
 
     def pieces(self, r: int) -> list[tuple[int, int]]:
         """The column ranges [x0, x1) of tile row r read at once, left to right, covering the scene's width."""
@@ -288,10 +304,10 @@ def produce(scene: Scene, plan: TilePlan, *, batch_size: int, skip_nodata: bool,
              for name, c in scene.band_counts.items()}
     bands = RowBands(scene, plan, fills)
     pieces = [(r, x0, x1) for r in range(len(plan.ys)) for x0, x1 in bands.pieces(r)]
-    # GDAL decodes the pieces of the next two tile rows in a thread of its own while this one converts them and cuts
-    # and copies the tiles: on two cores decoding (the limit) never waits for the rest.
-    decoded = Prefetcher(((r, x0, x1, bands.fetch(r, x0, x1)) for r, x0, x1 in pieces),
-                         depth=2 * len(bands.pieces(0)), niceness=DECODE_NICENESS, name="geomind-decode")
+    # GDAL decodes the pieces of the next tile rows in a thread of its own while this one converts them and cuts and
+    # copies the tiles: on two cores decoding (the limit) never waits for the rest.
+    decoded = Prefetcher(((r, x0, x1, bands.fetch(r, x0, x1)) for r, x0, x1 in pieces), depth=bands.read_ahead(),
+                         niceness=DECODE_NICENESS, name="geomind-decode")
     try:
         builder = _BatchBuilder(scene, plan, batch_size, _allocator(pin), fills=fills,
                                 raw={name: fb for name, (fb, _) in bands.raw.items()})
@@ -404,7 +420,7 @@ def yield_to_model(niceness: int = BACKGROUND_NICENESS):
 
 
 class Prefetcher:
-    """Run an iterator (:func:`produce`'s batches, or its row bands) in a daemon thread, ``depth`` items ahead;
+    """Run an iterator (:func:`produce`'s batches, or its decoded pieces) in a daemon thread, ``depth`` items ahead;
     exceptions re-raise in the consumer; :meth:`stop` ends the thread early."""
 
     def __init__(self, items, depth: int, *, niceness: int = BACKGROUND_NICENESS, name: str = "geomind-cut"):

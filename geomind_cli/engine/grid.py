@@ -32,8 +32,9 @@ from geomind_cli.engine.sources import FileBands, ResolvedSource, to_physical
 from geomind_cli.errors import InputError
 
 OPTICAL = ("S2L2A", "S2L1C", "RGB")
-# Decoded strips of one file kept for reuse: those alive at once are the decoder's queue (the pieces of two tile
-# rows, engine.batches), the one being decoded and the one being converted; only that many are ever allocated.
+# Decoded strips of one file kept for reuse: those alive at once are the decoder's queue (the pieces of two to four
+# tile rows, engine.batches.RowBands.read_ahead), the one being decoded and the one being converted; only that many
+# are ever allocated.
 STRIPS_IN_FLIGHT = 64
 
 

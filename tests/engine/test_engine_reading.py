@@ -148,6 +148,22 @@ def test_tiles_cut_piece_by_piece_equal_tiles_cut_from_whole_rows(tmp_path, monk
                 np.testing.assert_array_equal(got.batch.valid_by_modality[name], want.batch.valid_by_modality[name])
 
 
+def test_decoded_pieces_queue_four_tile_rows_ahead_unless_that_is_too_many_bytes(tmp_path, monkeypatch):
+    import geomind_cli.engine.batches as batches
+
+    path = write_raster(tmp_path / "s2.tif", _digital_numbers(500, 2100, seed=1))
+    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+        plan = plan_tiles(scene.grid.height, scene.grid.width, tile_size=224, overlap=32)
+        bands = batches.RowBands(scene, plan, {}, piece=512)
+        assert len(bands.pieces(0)) == 5
+        assert bands.read_ahead() == 4 * 5
+        # One tile row's new rows: 12 bands x 192 rows x 2,100 columns of raw uint16 = 9.7 MB.
+        monkeypatch.setattr(batches, "READ_AHEAD_BYTES", 30 * 2**20)
+        assert bands.read_ahead() == 3 * 5
+        monkeypatch.setattr(batches, "READ_AHEAD_BYTES", 2**20)
+        assert bands.read_ahead() == 2 * 5
+
+
 def _bytes_read_by_this_process() -> int:
     with open("/proc/self/io") as f:  # every thread's read() calls, GDAL's included
         return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
