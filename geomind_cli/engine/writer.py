@@ -2,11 +2,11 @@
 
 Rows arrive top to bottom. They are buffered up to one row of blocks and written to a hidden, tiled,
 band-interleaved GeoTIFF next to the target, uncompressed: each block is written once and read back twice
-(overviews, COG copy), and decoding even ZSTD level 1 made up a fifth of finishing (750 x 750 x 192 float32: 6.8 s ->
-5.8 s; overviews 1.3 s -> 0.35 s). The price is temporary disk: the raw bytes plus a third for the overviews,
-next to the target, until the COG is renamed onto it. ``finish`` builds its overviews band by band, then copies it with GDAL's COG driver (which
-takes those overviews as they are) to a second hidden file and renames that onto the target: readers never see a
-partial file, and ``abort`` (error, Ctrl-C) removes both hidden files.
+(overviews, COG copy), and decoding even ZSTD level 1 made up a fifth of finishing (750 x 750 x 192 float32:
+6.8 s -> 5.8 s; overviews 1.3 s -> 0.35 s). The price is temporary disk: the raw bytes plus a third for the
+overviews, next to the target, until the COG is renamed onto it. ``finish`` builds its overviews band by band, then
+copies it with GDAL's COG driver (which takes those overviews as they are) to a second hidden file and renames that
+onto the target: readers never see a partial file, and ``abort`` (error, Ctrl-C) removes both hidden files.
 
 Finishing costs time linear in the bytes whatever the band count because the layout is chosen from the output's
 shape (:class:`CogLayout`). GDAL 3.10's COG driver writes only pixel-interleaved tiles, so one COG tile holds every
