@@ -373,16 +373,16 @@ def _batches(plan: TilePlan, bands: RowBands, decoded, pending: "_BatchBuilder",
             per_mod = {name: np.empty_like(inside) for name in finite}
             valid = np.empty_like(inside)
             row, final, c = r, 0, 0
+        # Masks of the columns this piece made final (pieces are contiguous: every piece makes some final).
         ready = bands.fill(r, x0, x1, fetched)
-        if ready > final:  # masks of the columns that just became final
-            cols = slice(final, ready)
-            for name, m in finite.items():
-                np.logical_and(m[:, cols], inside[:, cols], out=per_mod[name][:, cols])
-            masks = [m[:, cols] for m in per_mod.values()]
-            np.copyto(valid[:, cols], masks[0])
-            for m in masks[1:]:
-                combine(valid[:, cols], m, out=valid[:, cols])
-            final = ready
+        cols = slice(final, ready)
+        for name, m in finite.items():
+            np.logical_and(m[:, cols], inside[:, cols], out=per_mod[name][:, cols])
+        masks = [m[:, cols] for m in per_mod.values()]
+        np.copyto(valid[:, cols], masks[0])
+        for m in masks[1:]:
+            combine(valid[:, cols], m, out=valid[:, cols])
+        final = ready
         while c <= last_col and plan.xs[c] + tile <= final:
             sl = slice(int(plan.xs[c]), int(plan.xs[c]) + tile)
             if skip_nodata and not valid[:, sl].any():
