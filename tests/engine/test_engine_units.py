@@ -97,3 +97,20 @@ def test_infinite_values_are_nodata_and_filled(tmp_path):
     assert np.isfinite(arrays).all()  # filled: one bad pixel no longer turns the tile's outputs into NaN
     assert not valid[0, 5, 7] and not valid[0, 9, 9] and valid[0, 0, 0]
     assert np.all(arrays[0, :, 0, 0] == -12.0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.uint32])
+@pytest.mark.parametrize("scale, offset", [(1.0, 0.0), (0.0001, -0.1), (0.37, 12.5)])
+def test_tile_conversion_equals_reference_conversion(dtype, scale, offset):
+    # The engine converts raw integers tile by tile (integers_to_physical); the values must be those of
+    # FileBands.to_physical bit for bit, 32-bit integers included (they do not fit a float32 exactly).
+    from geomind_cli.engine.grid import integers_to_physical
+    from geomind_cli.engine.sources import FileBands
+
+    info = np.iinfo(dtype)
+    raw = np.random.default_rng(0).integers(info.min, info.max, (3, 32, 32), dtype=dtype, endpoint=True)
+    raw[:, 0, 0] = [info.min, info.max, 16_777_217 if info.max > 16_777_217 else info.max - 1]
+    fb = FileBands("x.tif", (1, 2, 3), (0, 1, 2), None, (offset,) * 3, (scale,) * 3)
+    out = np.empty(raw.shape, np.float32)
+    integers_to_physical(raw, fb, out, np.zeros((3, 1, 1), np.float32), None)
+    np.testing.assert_array_equal(out, fb.to_physical(raw))
