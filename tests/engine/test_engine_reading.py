@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, run_scene
-from geomind_cli.engine.batches import Prefetcher, produce
+from geomind_cli.engine.batches import BACKGROUND_NICENESS, DECODE_NICENESS, Prefetcher, produce
 from geomind_cli.engine.grid import FetchedWindow
 from geomind_cli.engine.scene import Scene
 from geomind_cli.engine.tiling import plan_tiles
@@ -221,7 +221,9 @@ def test_background_threads_run_at_a_lower_priority_than_the_model():
 
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     (background,) = list(Prefetcher(niceness(), 1))
-    assert background == min(19, mine + 10)
+    (decoding,) = list(Prefetcher(niceness(), 1, niceness=DECODE_NICENESS))
+    assert background == min(19, mine + BACKGROUND_NICENESS) > mine
+    assert decoding == min(19, mine + DECODE_NICENESS) and mine < decoding <= background
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller's is untouched
 
 
