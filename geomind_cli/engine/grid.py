@@ -179,9 +179,9 @@ def integers_to_physical(raw: np.ndarray, fb: FileBands, out: np.ndarray, fill: 
     """Raw integers [c, h, w] of ``fb``'s bands written into ``out`` (float32, a view is fine) as physical values:
     float32(raw) * scale + offset, rounded in the same two steps as :meth:`FileBands.to_physical`; then ``fill``
     [c, 1, 1] where ``missing`` (from :func:`nodata_of`; None: nothing to fill)."""
-    # A plain cast, then the scale in place: the same float32 products as multiplying the integers directly (the
-    # cast of 8- and 16-bit integers is exact), and half the time where there is no scale (most files), since
-    # numpy's mixed-type multiply buffers its casts.
+    # A plain cast, then the scale in place, as FileBands.to_physical does: numpy's mixed-type multiply buffers its
+    # casts (a third slower where there is no scale, as in most files), and it multiplied 32-bit integers in
+    # float64, which rounded differently from the general road.
     np.copyto(out, raw)
     if any(s != 1.0 for s in fb.scales):
         np.multiply(out, np.asarray(fb.scales, np.float32)[:, None, None], out=out)
