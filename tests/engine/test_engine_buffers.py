@@ -12,15 +12,17 @@ THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 def _thp_eligible(array: np.ndarray) -> bool:
     """Whether the kernel may back the mapping holding ``array`` with huge pages (/proc/self/smaps)."""
-    address, mapping = array.ctypes.data, None
+    address, mapping, found = array.ctypes.data, None, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         head = line.split()[0]
         if "-" in head and not head.endswith(":"):
             start, end = (int(v, 16) for v in head.split("-"))
             mapping = start <= address < end
+            found = found or mapping
         elif mapping and head == "THPeligible:":
             return line.split()[1] == "1"
-    raise AssertionError("the array's mapping is not in /proc/self/smaps")
+    assert found, "the array's mapping is not in /proc/self/smaps"
+    pytest.skip("this kernel's smaps has no THPeligible field")
 
 
 @pytest.mark.skipif(not THP.exists() or "[never]" in THP.read_text(), reason="no transparent huge pages here")
