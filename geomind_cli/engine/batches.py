@@ -197,11 +197,14 @@ class RowBands:
         above = int(self.plan.ys[r - 1])
         return y, h, min(h, max(0, above + min(self.tile, self.scene.grid.height - above) - y))
 
+    def _dtype(self, name: str) -> np.dtype:
+        """What a modality's decoded pieces and row bands hold: the file's integers (``raw``) or float32."""
+        return np.dtype(self.raw[name][1] if name in self.raw else np.float32)
+
     def read_ahead(self) -> int:
         """How many decoded pieces may wait for the cutter: READ_AHEAD_ROWS tile rows' worth, fewer (never under
         two tile rows) where those rows would exceed READ_AHEAD_BYTES (very wide or many-band scenes)."""
-        row_bytes = sum(c * self.plan.stride * self.scene.grid.width
-                        * (np.dtype(self.raw[name][1]).itemsize if name in self.raw else 4)
+        row_bytes = sum(c * self.plan.stride * self.scene.grid.width * self._dtype(name).itemsize
                         for name, c in self.scene.band_counts.items())
         rows = max(2, min(READ_AHEAD_ROWS, READ_AHEAD_BYTES // max(1, row_bytes)))
         return rows * len(self.pieces(0))
@@ -225,8 +228,7 @@ class RowBands:
     def _next_buffer(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         values = {}
         for name, c in self.scene.band_counts.items():
-            dtype = self.raw[name][1] if name in self.raw else np.float32
-            values[name] = self.pool.get((c, self.tile, self.width), dtype)
+            values[name] = self.pool.get((c, self.tile, self.width), self._dtype(name))
         finite = {name: self.pool.get((self.tile, self.width), bool) for name in self.scene.band_counts}
         return values, finite
 
