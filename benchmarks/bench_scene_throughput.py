@@ -98,8 +98,8 @@ def write_input(path: Path, size: int, *, seed: int = 0) -> Path:
 
 
 def raw_decode_s(path: Path) -> float:
-    path = Path(path)
     """Read every block of the file once, one thread."""
+    path = Path(path)
     start = time.perf_counter()
     with rasterio.Env(GDAL_NUM_THREADS=1, GDAL_CACHEMAX=64 * 2**20), rasterio.open(path) as src:
         for _, window in src.block_windows(1):
@@ -134,7 +134,7 @@ def in_fresh_process(function: str, *args) -> tuple[object, float]:
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
             f"import bench_scene_throughput as b; result = b.{function}(*json.loads(sys.argv[1])); "
             "print(json.dumps([result, b.peak_rss_mb()]))")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps([str(a) if isinstance(a, Path) else a for a in args])],
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(args, default=str)],
                           check=True, capture_output=True, text=True)
     result, rss = json.loads(done.stdout.strip().splitlines()[-1])
     return result, rss
