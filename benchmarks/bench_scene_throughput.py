@@ -4,7 +4,9 @@ Four measurements, each a ratio of two timings taken in the same run on the same
 
 1. ``engine``: raw decode of the input (every block read once, one GDAL thread) against ``run_scene`` with a free
    tile function (it only slices its input into an 8-band grid output), as tiles/s, with 1 decode thread and with
-   all cores; each run in a fresh process, as a user's command runs (:func:`in_fresh_process`);
+   all cores; each run in a fresh process, as a user's command runs (:func:`in_fresh_process`); also for the same
+   scene as twelve band files at 10, 20 and 60 m (as Sentinel-2 ships them), where the engine also resamples
+   eight bands, and against the engine with those bands through GDAL's warper instead of the lattice reader;
 2. ``embed``: the embed task end to end (read, model, stitch, COG) against the same model alone on the same tiles
    in the same batches, already in memory (random weights, CPU; tiny on 4,096 and 2,048 px scenes, base on 2,048);
 3. ``finish``: finishing a float32 grid output (overviews, COG layout) against writing the same bytes once into a
@@ -97,18 +99,52 @@ def write_input(path: Path, size: int, *, seed: int = 0) -> Path:
     return path
 
 
-def raw_decode_s(path: Path) -> float:
-    """Read every block of the file once, one thread."""
-    path = Path(path)
+# Sentinel-2's bands by resolution (m), as its products ship them: one file each.
+S2_BAND_FILES = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20,
+                 "B12": 20, "B01": 60, "B09": 60}
+
+
+def write_band_files(folder: Path, size: int, *, seed: int = 0) -> list[str]:
+    """A ``size`` px (at 10 m) scene as twelve uint16 band files at 10, 20 and 60 m, one pixel grid, DEFLATE with
+    horizontal differencing and 1,024 px tiles (as in Sentinel-2 COGs); written once, reused."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (band, res) in enumerate(S2_BAND_FILES.items()):
+        path = folder / f"T33_{size}_{band}.tif"
+        paths.append(str(path))
+        if path.exists():
+            continue
+        n = -(-size * 10 // res)
+        profile = dict(driver="GTiff", height=n, width=n, count=1, dtype="uint16", nodata=0,
+                       crs=CRS.from_epsg(32633), transform=Affine(res, 0, 300000, 0, -res, 5000000), tiled=True,
+                       blockxsize=1024, blockysize=1024, compress="DEFLATE", predictor=2)
+        x = np.arange(n, dtype=np.float32)[None, :]
+        with rasterio.open(path, "w", num_threads="ALL_CPUS", **profile) as dst:
+            for y0 in range(0, n, 1024):
+                h = min(1024, n - y0)
+                y = np.arange(y0, y0 + h, dtype=np.float32)[:, None]
+                value = 1500 + 200 * i + 700 * np.sin(x / 37.0) * np.cos(y / 53.0) + rng.normal(0, 80, (h, n))
+                dst.write(np.clip(value, 1, 10000).astype(np.uint16)[None], window=Window(0, y0, n, h))
+    return paths
+
+
+def raw_decode_s(paths) -> float:
+    """Read every block of the file (or of each file) once, one thread."""
+    paths = [paths] if isinstance(paths, (str, Path)) else paths
     start = time.perf_counter()
-    with rasterio.Env(GDAL_NUM_THREADS=1, GDAL_CACHEMAX=64 * 2**20), rasterio.open(path) as src:
-        for _, window in src.block_windows(1):
-            src.read(window=window)
+    with rasterio.Env(GDAL_NUM_THREADS=1, GDAL_CACHEMAX=64 * 2**20):
+        for path in paths:
+            with rasterio.open(path) as src:
+                for _, window in src.block_windows(1):
+                    src.read(window=window)
     return time.perf_counter() - start
 
 
-def engine_run(path: Path, out_dir: Path, threads: int) -> dict:
-    path, out_dir = Path(path), Path(out_dir)
+def engine_run(paths, out_dir: Path, threads: int, warper: bool = False) -> dict:
+    """``run_scene`` with a free tile function over the file (or band files); ``warper``: every file that is not
+    on the grid goes through GDAL's warper (as before the lattice reader), for comparison."""
+    paths = [str(paths)] if isinstance(paths, (str, Path)) else paths
+    out_dir = Path(out_dir)
     from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, run_scene
 
     os.environ["GEOMIND_DECODE_THREADS"] = str(threads)
@@ -118,7 +154,10 @@ def engine_run(path: Path, out_dir: Path, threads: int) -> dict:
     def free(batch):  # slices only: the cost is the engine's
         return {"free": batch.arrays["S2L2A"][:, :8, ::16, ::16]}
 
-    with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
+    with open_scene([SourceSpec(paths, modality="S2L2A")]) as scene:
+        if warper:
+            for layer in scene.layers:
+                layer.lattice = None
         summary = run_scene(scene, free, [spec], tile_size=TILE, overlap=OVERLAP, batch_size=16, overwrite=True,
                             progress=False)
     return {"tiles": summary.processed, "seconds": summary.seconds}
@@ -166,6 +205,37 @@ def bench_engine(path: Path, size: int, out_dir: Path, repeats: int) -> list[dic
                "peak_rss_mb": round(rss, 1), "raw_decode_peak_rss_mb": round(raw_rss, 1),
                "all_raw_s": [round(v, 2) for v in raws], "all_engine_s": [r["seconds"] for r in runs],
                "all_ratios": [round(v, 3) for v in ratios]}
+        log(f"{row}")
+        rows.append(row)
+    return rows
+
+
+def bench_band_files(paths: list[str], size: int, out_dir: Path, repeats: int) -> list[dict]:
+    """Twelve band files at 10/20/60 m: raw decode of every file and the engine alternately, ``repeats`` pairs in
+    fresh processes (the median pair counts), and the engine with the resampled bands through GDAL's warper once
+    (what the lattice reader replaced), with 1 decode thread and with all cores."""
+    from geomind_cli.engine.tiling import plan_tiles
+
+    tiles = len(plan_tiles(size, size, tile_size=TILE, overlap=OVERLAP))
+    rows = []
+    for threads in sorted({1, usable_cores()}):
+        raws, runs, rss = [], [], 0.0
+        for _ in range(repeats):
+            raws.append(in_fresh_process("raw_decode_s", paths)[0])
+            run, peak = in_fresh_process("engine_run", paths, out_dir, threads)
+            runs.append(run["seconds"])
+            rss = max(rss, peak)
+        warped, peak = in_fresh_process("engine_run", paths, out_dir, threads, True)
+        rss = max(rss, peak)
+        raw, run = float(np.median(raws)), float(np.median(runs))
+        row = {"case": f"engine {size} px from 12 band files at 10/20/60 m, {threads} decode thread(s)",
+               "tiles": tiles, "raw_decode_s": round(raw, 2), "raw_tiles_per_s": round(tiles / raw, 1),
+               "engine_s": round(run, 2), "engine_tiles_per_s": round(tiles / run, 1),
+               "ratio": round(float(np.median([r / e for r, e in zip(raws, runs)])), 3),
+               "target": "none set (the resampling is work raw decoding does not do)",
+               "warper_engine_s": round(warped["seconds"], 2),
+               "speedup_over_warper": round(warped["seconds"] / run, 2), "peak_rss_mb": round(rss, 1),
+               "all_raw_s": [round(v, 2) for v in raws], "all_engine_s": runs}
         log(f"{row}")
         rows.append(row)
     return rows
@@ -296,6 +366,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if r["case"].startswith("engine"):
             measured, limit = f"{r['engine_tiles_per_s']} tiles/s", f"raw decode {r['raw_tiles_per_s']} tiles/s"
+            if "warper_engine_s" in r:
+                measured += f" ({r['speedup_over_warper']}x the warper's {r['warper_engine_s']} s)"
         elif r["case"].startswith("embed"):
             measured, limit = f"{r['end_to_end_s']} s ({r['tiles']} tiles)", f"model alone {r['model_s']} s"
         else:
@@ -307,6 +379,8 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 10980], help="engine scene sides (px)")
+    parser.add_argument("--band-files", type=int, nargs="*", default=[4096],
+                        help="engine scene sides (px at 10 m) read from 12 band files at 10/20/60 m")
     parser.add_argument("--embed", nargs="+", default=["tiny@4096", "tiny@2048", "base@2048"],
                         help="embed cases, MODEL@SIDE (scene side in px)")
     parser.add_argument("--batch", type=int, default=16)
@@ -320,7 +394,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON results path")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.embed, args.finish = [2048], ["tiny@1024"], ["300x192"]
+        args.sizes, args.band_files, args.embed, args.finish = [2048], [2048], ["tiny@1024"], ["300x192"]
     warnings.simplefilter("ignore")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="geomind-bench-") as tmp:
@@ -332,6 +406,9 @@ def main(argv=None) -> int:
                 log(f"writing the {size} px input")
                 path = write_input(data / f"scene_{size}.tif", size)
                 rows += bench_engine(path, size, out_dir, args.repeats)
+            for size in args.band_files:
+                log(f"writing the {size} px band files")
+                rows += bench_band_files(write_band_files(data, size), size, out_dir, args.repeats)
         if "embed" not in args.skip:
             from bench_common import random_weights_cache
 

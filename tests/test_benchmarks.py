@@ -133,8 +133,9 @@ def test_scene_throughput_benchmark_reports_each_ratio_with_its_pairs(tmp_path):
         import bench_scene_throughput
 
         out = tmp_path / "scene.json"
-        code = bench_scene_throughput.main(["--sizes", "512", "--skip", "embed", "--finish", "64x8", "--repeats", "2",
-                                            "--finish-repeats", "2", "--data", str(tmp_path), "--out", str(out)])
+        code = bench_scene_throughput.main(["--sizes", "512", "--band-files", "480", "--skip", "embed", "--finish",
+                                            "64x8", "--repeats", "2", "--finish-repeats", "2", "--data", str(tmp_path),
+                                            "--out", str(out)])
     finally:
         sys.path.remove(str(BENCHMARKS))
     assert code == 0
@@ -146,5 +147,9 @@ def test_scene_throughput_benchmark_reports_each_ratio_with_its_pairs(tmp_path):
 
     tiles = len(plan_tiles(512, 512, tile_size=224, overlap=64))
     assert all(r["tiles"] == tiles and r["ratio"] > 0 and r["peak_rss_mb"] > 0 for r in engine)
+    bands = [r for r in result["results"] if r["case"].startswith("engine 480 px from 12 band files")]
+    assert bands and all(len(r["all_raw_s"]) == len(r["all_engine_s"]) == 2 for r in bands)
+    assert all(r["tiles"] == len(plan_tiles(480, 480, tile_size=224, overlap=64)) and r["speedup_over_warper"] > 0
+               for r in bands)
     (finish,) = [r for r in result["results"] if r["case"] == "finish 64 x 64 x 8 float32"]
     assert len(finish["all_finish_s"]) == 2 and finish["ratio"] > 0 and finish["target"] == "<= 2"

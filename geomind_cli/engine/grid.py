@@ -13,6 +13,8 @@ import math
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import numpy as np
 import rasterio
@@ -28,6 +30,7 @@ from rasterio.windows import Window
 
 from geomind_cli.engine.buffers import BufferPool
 from geomind_cli.engine.remote import gdal_path, open_env, open_raster
+from geomind_cli.engine.resample import Lattice, upsample
 from geomind_cli.engine.sources import FileBands, ResolvedSource, to_physical
 from geomind_cli.errors import InputError
 
@@ -195,15 +198,20 @@ def integers_to_physical(raw: np.ndarray, fb: FileBands, out: np.ndarray, fill: 
 @dataclass(frozen=True)
 class FetchedWindow:
     """A window of one layer as decoded: raw integers of ``fb``'s bands, or (``fb`` None) float32 physical values
-    with NaN for nodata, as :meth:`RasterLayer.read` gives them."""
+    with NaN for nodata, as :meth:`RasterLayer.read` gives them. With ``resample``, ``data`` is the window of a
+    coarser file and ``resample(data)`` gives the grid's values (float32, physical, NaN for nodata): the work
+    runs where the values are used, not in the thread that decodes."""
 
     data: np.ndarray
     fb: FileBands | None = None
+    resample: Callable[[np.ndarray], np.ndarray] | None = None
 
     def fill_into(self, out: np.ndarray, fill: np.ndarray) -> np.ndarray:
         """Physical values written into ``out`` [c, h, w] float32 (a view is fine), every nodata or non-finite value
         replaced by ``fill`` [c, 1, 1] (not only NaN: one inf pixel would spread through attention over the whole
         tile); returns bool [h, w], True where every band has data. Same values as :func:`to_physical`."""
+        if self.resample is not None:
+            return FetchedWindow(self.resample(self.data)).fill_into(out, fill)
         if self.fb is None:
             finite = np.isfinite(self.data)
             np.copyto(out, self.data)
@@ -255,6 +263,11 @@ class RasterLayer:
             self.row_off, self.col_off = int(round(row)), int(round(col))
             self.file_shape = (dataset.height, dataset.width)
             self.dtype = np.dtype(dataset.dtypes[0])
+            # A coarser integer file on the grid's lattice (Sentinel-2's 20 m and 60 m bands) is resampled in numpy
+            # with GDAL's values (engine.resample), ten times faster than through the warper.
+            lattice_ok = (dataset.crs == grid.crs and not exact and not fb.gcps and self.dtype.kind in "iu"
+                          and _nodata_only_masks(dataset, fb.file_bands))
+            self.lattice = Lattice.between(dataset.transform, grid.transform) if lattice_ok else None
             # One row of the file's blocks, every band GDAL decodes with them (all of a pixel-interleaved block):
             # the rows of consecutive tile rows straddle block rows, which must stay cached to be decoded once.
             decoded = dataset.count if dataset.interleaving != Interleaving.band else self.count
@@ -335,6 +348,8 @@ class RasterLayer:
         is found on them and the float conversion writes straight into the row band: each pixel is touched twice
         after decoding instead of six times. Every other file is read as :meth:`read` reads it.
         """
+        if self.lattice is not None and self.mask is None:
+            return self._fetch_coarser(y0, y1, x0, x1)
         if not (self._raw_integers and self._in_file(y0, y1, x0, x1)):
             return FetchedWindow(self.read(y0, y1, x0, x1))
         src = self._file()
@@ -345,7 +360,28 @@ class RasterLayer:
                  out=raw)
         return FetchedWindow(raw, self.fb)
 
+    def _fetch_coarser(self, y0: int, y1: int, x0: int, x1: int) -> "FetchedWindow":
+        """The file window under grid window y0:y1, x0:x1 of a coarser file on the lattice, decoded; resampled and
+        converted by the FetchedWindow's user."""
+        fy0, fy1, fx0, fx1 = self.lattice.file_window(y0, y1, x0, x1)
+        fy0, fx0 = max(0, fy0), max(0, fx0)
+        fy1, fx1 = min(self.file_shape[0], fy1), min(self.file_shape[1], fx1)
+        if fy1 <= fy0 or fx1 <= fx0:  # wholly outside the file
+            return FetchedWindow(np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32))
+        src = self._file()
+        raw = self._local.strips.get((self.count, fy1 - fy0, fx1 - fx0), src.dtypes[0])
+        src.read(list(self.fb.file_bands), window=Window(fx0, fy0, fx1 - fx0, fy1 - fy0), out=raw)
+        return FetchedWindow(raw, resample=partial(self._resample, window=(y0, y1, x0, x1), origin=(fy0, fx0)))
+
+    def _resample(self, raw: np.ndarray, *, window: tuple[int, int, int, int], origin: tuple[int, int]) -> np.ndarray:
+        data = upsample(raw, self.lattice, window, origin, nodata=self.fb.nodata,
+                        nearest=self.resampling == Resampling.nearest)
+        return to_physical(self.fb, data, to_db=self.to_db)
+
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        if self.lattice is not None:
+            fetched = self._fetch_coarser(y0, y1, x0, x1)
+            return fetched.data if fetched.resample is None else fetched.resample(fetched.data)
         if not self.direct:
             data = self._vrt().read(list(self.fb.file_bands), window=Window(x0, y0, x1 - x0, y1 - y0))
             return to_physical(self.fb, data, to_db=self.to_db)

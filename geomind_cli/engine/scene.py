@@ -70,6 +70,11 @@ class Scene:
             out[name] = array.rio.write_crs(self.grid.crs).rio.write_transform(self.grid.transform)
         return out
 
+    @property
+    def layers(self) -> list[RasterLayer | ArrayLayer]:
+        """Every layer read (one per file, or per in-memory array)."""
+        return [part.layer for parts in self._parts.values() for part in parts]
+
     def band_names(self, name: str) -> list[str] | None:
         """The band names of a modality in read order (a model's layout, or the pre-trained modality's), if known."""
         for source in self._sources:
