@@ -30,7 +30,7 @@ from rasterio.windows import Window
 
 from geomind_cli.engine.buffers import BufferPool
 from geomind_cli.engine.remote import gdal_path, open_env, open_raster
-from geomind_cli.engine.resample import Lattice, upsample
+from geomind_cli.engine.resample import Lattice, upsample, upsample_into
 from geomind_cli.engine.sources import FileBands, ResolvedSource, to_physical
 from geomind_cli.errors import InputError
 
@@ -186,32 +186,38 @@ def integers_to_physical(raw: np.ndarray, fb: FileBands, out: np.ndarray, fill: 
     # casts (a third slower where there is no scale, as in most files), and it multiplied 32-bit integers in
     # float64, which rounded differently from the general road.
     np.copyto(out, raw)
-    if any(s != 1.0 for s in fb.scales):
-        np.multiply(out, np.asarray(fb.scales, np.float32)[:, None, None], out=out)
-    offsets = np.asarray(fb.offsets, np.float32)[:, None, None]
-    if offsets.any():
-        np.add(out, offsets, out=out)
+    _scale_in_place(out, fb)
     if missing is not None:
         np.copyto(out, fill, where=missing)
+
+
+def _scale_in_place(values: np.ndarray, fb: FileBands):
+    """float32 file values [c, h, w] turned into physical ones in place: times the scale, plus the offset, each in
+    float32 as :meth:`FileBands.to_physical` does (no dB conversion)."""
+    if any(s != 1.0 for s in fb.scales):
+        np.multiply(values, np.asarray(fb.scales, np.float32)[:, None, None], out=values)
+    offsets = np.asarray(fb.offsets, np.float32)[:, None, None]
+    if offsets.any():
+        np.add(values, offsets, out=values)
 
 
 @dataclass(frozen=True)
 class FetchedWindow:
     """A window of one layer as decoded: raw integers of ``fb``'s bands, or (``fb`` None) float32 physical values
     with NaN for nodata, as :meth:`RasterLayer.read` gives them. With ``resample``, ``data`` is the window of a
-    coarser file and ``resample(data)`` gives the grid's values (float32, physical, NaN for nodata): the work
-    runs where the values are used, not in the thread that decodes."""
+    coarser file and ``resample(data, out, fill)`` does what :meth:`fill_into` does with the grid's values: the
+    work runs where the values are used, not in the thread that decodes."""
 
     data: np.ndarray
     fb: FileBands | None = None
-    resample: Callable[[np.ndarray], np.ndarray] | None = None
+    resample: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
 
     def fill_into(self, out: np.ndarray, fill: np.ndarray) -> np.ndarray:
         """Physical values written into ``out`` [c, h, w] float32 (a view is fine), every nodata or non-finite value
         replaced by ``fill`` [c, 1, 1] (not only NaN: one inf pixel would spread through attention over the whole
         tile); returns bool [h, w], True where every band has data. Same values as :func:`to_physical`."""
         if self.resample is not None:
-            return FetchedWindow(self.resample(self.data)).fill_into(out, fill)
+            return self.resample(self.data, out, fill)
         if self.fb is None:
             finite = np.isfinite(self.data)
             np.copyto(out, self.data)
@@ -360,28 +366,59 @@ class RasterLayer:
                  out=raw)
         return FetchedWindow(raw, self.fb)
 
-    def _fetch_coarser(self, y0: int, y1: int, x0: int, x1: int) -> "FetchedWindow":
-        """The file window under grid window y0:y1, x0:x1 of a coarser file on the lattice, decoded; resampled and
-        converted by the FetchedWindow's user."""
+    def _decode_coarser(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """The part inside a coarser file (on the lattice) of the file window under grid window y0:y1, x0:x1,
+        decoded into a reused array, and its first file row and column; None when it is wholly outside the file."""
         fy0, fy1, fx0, fx1 = self.lattice.file_window(y0, y1, x0, x1)
         fy0, fx0 = max(0, fy0), max(0, fx0)
         fy1, fx1 = min(self.file_shape[0], fy1), min(self.file_shape[1], fx1)
-        if fy1 <= fy0 or fx1 <= fx0:  # wholly outside the file
-            return FetchedWindow(np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32))
+        if fy1 <= fy0 or fx1 <= fx0:
+            return None
         src = self._file()
         raw = self._local.strips.get((self.count, fy1 - fy0, fx1 - fx0), src.dtypes[0])
         src.read(list(self.fb.file_bands), window=Window(fx0, fy0, fx1 - fx0, fy1 - fy0), out=raw)
-        return FetchedWindow(raw, resample=partial(self._resample, window=(y0, y1, x0, x1), origin=(fy0, fx0)))
+        return raw, (fy0, fx0)
 
-    def _resample(self, raw: np.ndarray, *, window: tuple[int, int, int, int], origin: tuple[int, int]) -> np.ndarray:
+    def _fetch_coarser(self, y0: int, y1: int, x0: int, x1: int) -> "FetchedWindow":
+        """A coarser file's window decoded, and resampled here when GDAL decodes in several threads (this thread
+        then only waits for them), else by the FetchedWindow's user (the one thread that cuts tiles has time to
+        spare while a single thread decodes)."""
+        decoded = self._decode_coarser(y0, y1, x0, x1)
+        if decoded is None:
+            return FetchedWindow(np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32))
+        raw, origin = decoded
+        if decode_threads() > 1:
+            return FetchedWindow(self._resampled(raw, (y0, y1, x0, x1), origin))
+        return FetchedWindow(raw, self.fb, resample=partial(self._resample_into, window=(y0, y1, x0, x1),
+                                                            origin=origin))
+
+    def _resampled(self, raw: np.ndarray, window: tuple[int, int, int, int], origin: tuple[int, int]) -> np.ndarray:
+        """A coarser file's window on the grid: physical float32 values, NaN for nodata (what the warper gives)."""
         data = upsample(raw, self.lattice, window, origin, nodata=self.fb.nodata,
                         nearest=self.resampling == Resampling.nearest)
         return to_physical(self.fb, data, to_db=self.to_db)
 
+    def _resample_into(self, raw: np.ndarray, out: np.ndarray, fill: np.ndarray, *,
+                       window: tuple[int, int, int, int], origin: tuple[int, int]) -> np.ndarray:
+        """:meth:`_resampled` written straight into ``out`` with nodata filled (see FetchedWindow.fill_into): the
+        values of integer data after scale and offset are finite, so where they are valid is known from the file
+        without looking at them again. dB conversions take the general road."""
+        if self.fb.db_factor:
+            return FetchedWindow(self._resampled(raw, window, origin)).fill_into(out, fill)
+        valid = upsample_into(out, raw, self.lattice, window, origin, nodata=self.fb.nodata,
+                              nearest=self.resampling == Resampling.nearest)
+        _scale_in_place(out, self.fb)
+        if valid is None:
+            return np.ones(out.shape[1:], bool)
+        np.copyto(out, fill, where=~valid)
+        return valid.all(axis=0)
+
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         if self.lattice is not None:
-            fetched = self._fetch_coarser(y0, y1, x0, x1)
-            return fetched.data if fetched.resample is None else fetched.resample(fetched.data)
+            decoded = self._decode_coarser(y0, y1, x0, x1)
+            if decoded is None:
+                return np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32)
+            return self._resampled(decoded[0], (y0, y1, x0, x1), decoded[1])
         if not self.direct:
             data = self._vrt().read(list(self.fb.file_bands), window=Window(x0, y0, x1 - x0, y1 - y0))
             return to_physical(self.fb, data, to_db=self.to_db)

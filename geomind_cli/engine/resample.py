@@ -110,9 +110,21 @@ def _exact_in_float32(dtype: np.dtype, lattice: Lattice) -> bool:
 
 def upsample(data: np.ndarray, lattice: Lattice, window: tuple[int, int, int, int], file_origin: tuple[int, int], *,
              nodata: float | None, nearest: bool) -> np.ndarray:
-    """Grid window ``(y0, y1, x0, x1)`` as float32 [c, h, w] (NaN for nodata and outside the file), from ``data``
-    [c, fh, fw]: the file's values as read (raw), rows and columns from ``file_origin`` on: the part of
-    :meth:`Lattice.file_window` inside the file."""
+    """Grid window ``(y0, y1, x0, x1)`` as float32 [c, h, w], NaN for nodata and outside the file (what GDAL's
+    warped VRT gives), from ``data`` [c, fh, fw]: the file's values as read (raw), rows and columns from
+    ``file_origin`` on: the part of :meth:`Lattice.file_window` inside the file."""
+    y0, y1, x0, x1 = window
+    out = np.empty((data.shape[0], y1 - y0, x1 - x0), np.float32)
+    valid = upsample_into(out, data, lattice, window, file_origin, nodata=nodata, nearest=nearest)
+    if valid is not None:
+        out[~valid] = np.nan
+    return out
+
+
+def upsample_into(out: np.ndarray, data: np.ndarray, lattice: Lattice, window: tuple[int, int, int, int],
+                  file_origin: tuple[int, int], *, nodata: float | None, nearest: bool) -> np.ndarray | None:
+    """:func:`upsample` written into ``out`` (float32 [c, h, w], a view is fine); returns where it is valid (bool
+    [c, h, w]; None: everywhere). Invalid pixels hold arbitrary values."""
     y0, y1, x0, x1 = window
     rows, cols = _Axis(y0, y1, lattice.rows0, lattice.ky), _Axis(x0, x1, lattice.cols0, lattice.kx)
     valid = None if nodata is None else data != nodata
@@ -126,18 +138,16 @@ def upsample(data: np.ndarray, lattice: Lattice, window: tuple[int, int, int, in
     values, mask = _placed(data, file_origin, rows, cols, np.float32 if exact32 else np.float64, valid=valid,
                            clamp=exact32 and centres_inside)
     if nearest:
-        out = values[:, cy][:, :, cx]
+        out[...] = values[:, cy][:, :, cx]
     else:
-        out = _bilinear(values, mask, rows, cols)
-    if mask is not None:
-        out[~mask[:, cy][:, :, cx]] = np.nan
-    return out
+        _bilinear(values, mask, rows, cols, out)
+    return None if mask is None else mask[:, cy][:, :, cx]
 
 
-def _bilinear(values: np.ndarray, mask: np.ndarray | None, rows: _Axis, cols: _Axis) -> np.ndarray:
-    """Weighted means of the four samples around each centre, in GDAL's order (top-left, top-right, bottom-left,
-    bottom-right), over the valid ones (``mask``; None: all valid), phase by phase: one weight per phase pair."""
-    out = np.empty((values.shape[0], rows.n, cols.n), np.float32)
+def _bilinear(values: np.ndarray, mask: np.ndarray | None, rows: _Axis, cols: _Axis, out: np.ndarray):
+    """Weighted means of the four samples around each centre into ``out``, in GDAL's order (top-left, top-right,
+    bottom-left, bottom-right), over the valid ones (``mask``; None: all valid), phase by phase: one weight per
+    phase pair."""
     weights = None if mask is None else mask.astype(values.dtype)
     for py, sy, ty in rows.phases():
         ny = len(range(py, rows.n, rows.k))
@@ -161,4 +171,3 @@ def _bilinear(values: np.ndarray, mask: np.ndarray | None, rows: _Axis, cols: _A
             else:
                 np.divide(num, den, out=num, where=den > 0)
             out[:, py::rows.k, px::cols.k] = num
-    return out

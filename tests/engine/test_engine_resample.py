@@ -38,13 +38,26 @@ def _warped(layer: RasterLayer, window) -> np.ndarray:
         layer.lattice = lattice
 
 
+def _assert_fetched_fill_like(layer: RasterLayer, window, gdal: np.ndarray, monkeypatch):
+    """Both roads of the tile reader give GDAL's values, nodata filled: resampled where the values are used (one
+    decoding thread) and resampled by the reading thread (several decoding threads: it only waits for GDAL)."""
+    for threads, deferred in (("1", True), ("2", False)):
+        monkeypatch.setenv("GEOMIND_DECODE_THREADS", threads)
+        fetched = layer.fetch(*window)
+        assert (fetched.resample is not None) == deferred
+        out, fill = np.full(gdal.shape, -1.0, np.float32), np.full((gdal.shape[0], 1, 1), 7.5, np.float32)
+        valid = fetched.fill_into(out, fill)
+        np.testing.assert_array_equal(valid, ~np.isnan(gdal).any(axis=0))
+        np.testing.assert_array_equal(out, np.where(np.isnan(gdal), fill, gdal))
+
+
 @pytest.mark.parametrize("k", [2, 3, 6])
 @pytest.mark.parametrize("holes", [False, True])
 @pytest.mark.parametrize("categorical", [False, True])
 # The grid: the file's own extent, a window inside it off its lattice corner, one reaching past the file on every
 # side (pixels outside are nodata), one at its right edge.
 @pytest.mark.parametrize("shift,size", [((0, 0), None), ((7, 3), (41, 50)), ((-5, -4), "past"), ("right", (30, 40))])
-def test_coarser_files_get_the_warpers_values_bit_for_bit(tmp_path, k, holes, categorical, shift, size):
+def test_coarser_files_get_the_warpers_values_bit_for_bit(tmp_path, monkeypatch, k, holes, categorical, shift, size):
     path = _coarse_file(tmp_path, k, holes=holes, seed=k)
     side = 30 * k
     if shift == "right":
@@ -56,9 +69,7 @@ def test_coarser_files_get_the_warpers_values_bit_for_bit(tmp_path, k, holes, ca
     for window in ((0, height, 0, width), (3, min(height, 40), 5, min(width, 37))):
         ours, gdal = layer.read(*window), _warped(layer, window)
         np.testing.assert_array_equal(ours, gdal)  # NaN where GDAL has nodata, every other value identical
-        fetched = layer.fetch(*window)
-        assert fetched.resample is not None  # decoded in the reading thread, resampled where it is used
-        np.testing.assert_array_equal(fetched.resample(fetched.data), gdal)
+        _assert_fetched_fill_like(layer, window, gdal, monkeypatch)
     if holes or size == "past":
         assert np.isnan(gdal).any()
     layer.close()
@@ -93,7 +104,7 @@ def test_other_crs_and_float_files_keep_the_warper(tmp_path):
     assert layer.lattice is None and not layer.direct
 
 
-def test_sentinel2_band_files_at_three_resolutions_give_the_warped_scene(tmp_path):
+def test_sentinel2_band_files_at_three_resolutions_give_the_warped_scene(tmp_path, monkeypatch):
     """A scene from 10, 20 and 60 m band files (as Sentinel-2 products ship them): the run's output and every tile
     equal those of the same scene read through GDAL's warper."""
     rng = np.random.default_rng(3)
@@ -107,8 +118,9 @@ def test_sentinel2_band_files_at_three_resolutions_give_the_warped_scene(tmp_pat
                                   transform=Affine(10 * k, 0, LEFT, 0, -10 * k, TOP)))
     spec = SourceSpec(paths, modality="S2L2A")
     outputs = []
-    for road in ("lattice", "warper"):
-        out = OutputSpec("bands", tmp_path / f"{road}.tif", "continuous", [f"b{i}" for i in range(12)], "float32",
+    for road in ("lattice", "lattice, resampled by the reading thread", "warper"):
+        monkeypatch.setenv("GEOMIND_DECODE_THREADS", "2" if "reading" in road else "1")
+        out = OutputSpec("bands", tmp_path / f"{len(outputs)}.tif", "continuous", [f"b{i}" for i in range(12)], "float32",
                          nodata=float("nan"))
         tiles = []
 
@@ -125,7 +137,43 @@ def test_sentinel2_band_files_at_three_resolutions_give_the_warped_scene(tmp_pat
         outputs.append((out.path, np.concatenate(tiles)))
     import rasterio
 
-    (lattice_path, lattice_tiles), (warper_path, warper_tiles) = outputs
-    np.testing.assert_array_equal(lattice_tiles, warper_tiles)
-    with rasterio.open(lattice_path) as a, rasterio.open(warper_path) as b:
-        np.testing.assert_array_equal(a.read(), b.read())
+    warper_path, warper_tiles = outputs[-1]
+    with rasterio.open(warper_path) as warped:
+        expected = warped.read()
+    for path, tiles in outputs[:-1]:
+        np.testing.assert_array_equal(tiles, warper_tiles)
+        with rasterio.open(path) as src:
+            np.testing.assert_array_equal(src.read(), expected)
+
+
+@pytest.mark.parametrize("case", ["scale_offset", "amplitude_to_db"])
+def test_coarser_files_convert_to_physical_units_as_the_warped_road_does(tmp_path, monkeypatch, case):
+    """File scale and offset (applied after resampling, in float32) and Sentinel-1 amplitude to dB (after it too,
+    where non-positive values become nodata) give the values and nodata of the warped road."""
+    import rasterio
+
+    path = _coarse_file(tmp_path, 2, holes=True, seed=5)
+    if case == "scale_offset":
+        with rasterio.open(path, "r+") as dst:
+            dst.scales, dst.offsets = (1e-4,), (-0.1,)
+        spec = SourceSpec([path], modality="DEM")
+    else:  # VV and VH amplitudes (digital numbers), VH with a band of zeros: log10(0) is nodata
+        with rasterio.open(path) as src:
+            vv = src.read()
+        vh = vv // 3
+        vh[:, 20:22] = 0
+        path = write_raster(tmp_path / "s1.tif", np.concatenate([vv, vh]), descriptions=["VV", "VH"],
+                            transform=Affine(20, 0, LEFT, 0, -20, TOP))
+        spec = SourceSpec([path], modality="S1GRD", s1_units="amplitude")
+    (source,) = resolve_sources(spec)
+    fb = source.files[0]
+    assert (fb.scales, fb.offsets) == ((1e-4,), (-0.1,)) if case == "scale_offset" else fb.db_factor == 20.0
+    grid = Grid(UTM, Affine(10, 0, LEFT, 0, -10, TOP), 60, 60)
+    layer = RasterLayer(fb, grid, categorical=False, to_db=bool(fb.db_factor))
+    assert layer.lattice == Lattice(2, 2, 0, 0)
+    window = (2, 57, 3, 60)
+    gdal = _warped(layer, window)
+    np.testing.assert_array_equal(layer.read(*window), gdal)
+    _assert_fetched_fill_like(layer, window, gdal, monkeypatch)
+    assert np.isnan(gdal).any() and np.nanmax(np.abs(gdal)) > 0
+    layer.close()
