@@ -2,9 +2,11 @@
 
 All inputs are aligned on the fly onto one :class:`Grid` (default: the finest-resolution optical input). A file
 already on the grid's pixel lattice (same CRS and resolution, whole-pixel offset, nodata as its only mask) is read
-directly, with GDAL decoding its blocks in several threads; any other file goes through a GDAL warped VRT: bilinear
-for continuous data, nearest for categorical layers. Values are float32 with NaN for nodata and for pixels outside
-an input; :func:`~geomind_cli.engine.sources.to_physical` turns file values into physical ones.
+directly, with GDAL decoding its blocks in several threads. An integer file coarser by whole factors on that lattice
+(Sentinel-2's 20 m and 60 m bands under its 10 m grid) is decoded directly too and resampled in numpy with GDAL's
+values (:mod:`.resample`). Any other file goes through a GDAL warped VRT. Both resample bilinearly for continuous
+data, nearest for categorical layers. Values are float32 with NaN for nodata and for pixels outside an input;
+:func:`~geomind_cli.engine.sources.to_physical` turns file values into physical ones.
 """
 
 from __future__ import annotations

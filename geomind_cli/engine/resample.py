@@ -3,15 +3,15 @@
 A file whose pixels are whole multiples of the grid's (same CRS, no rotation, each file pixel exactly ``ky`` x ``kx``
 grid pixels, edges on grid pixel edges) needs no general warper: every grid pixel samples the same few file pixels
 with the same weights, phase after phase. GDAL's warper recomputes all of it per pixel and per band with
-validity masks, about 13 million pixels per second (a 4,096 px scene's eight 20 m and 60 m Sentinel-2 bands: 10 s
-of a 2-core run where decoding all twelve band files takes 0.8 s). Here the file window is decoded once and
+validity masks, about 13 million pixels per second (a 4,096 px scene's eight 20 m and 60 m Sentinel-2 bands: most
+of a 9.5 s run on 2 cores, where decoding all twelve band files takes 0.9 s). Here the file window is decoded once and
 each phase is a few whole-array operations.
 
 The values are GDAL's (measured against rasterio's WarpedVRT with the reader's options, GDAL 3.10, in
 tests/engine/test_engine_resample.py): bilinear takes the four file pixels around a grid pixel's centre with
 weights ``(1 - t, t)`` per axis, drops those that are nodata or outside the file and divides by the weights kept,
-in float64, in GDAL's order; a grid pixel is nodata where the file pixel under its centre is (or outside the
-file). Nearest takes the file pixel under the centre.
+in float64, in GDAL's order (float32 where that is exact: :func:`_exact_in_float32`); a grid pixel is nodata where
+the file pixel under its centre is (or outside the file). Nearest takes the file pixel under the centre.
 """
 
 from __future__ import annotations

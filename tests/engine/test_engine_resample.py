@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
+from rasterio.warp import transform as reproject_points
 
 from geomind_cli.engine import OutputSpec, SourceSpec, open_scene, run_scene
 from geomind_cli.engine.grid import Grid, RasterLayer
@@ -95,8 +97,6 @@ def test_other_crs_and_float_files_keep_the_warper(tmp_path):
     data = np.random.default_rng(0).uniform(1, 100, (1, 30, 30)).astype(np.float32)
     floats = write_raster(tmp_path / "float.tif", data, transform=Affine(20, 0, LEFT, 0, -20, TOP), nodata=0)
     assert _layer(floats, grid, categorical=False).lattice is None
-    from rasterio.warp import transform as reproject_points
-
     (x,), (y,) = reproject_points(UTM, "EPSG:32632", [LEFT], [TOP])
     other = write_raster(tmp_path / "other.tif", data.astype(np.uint16), crs="EPSG:32632",
                          transform=Affine(20, 0, round(x), 0, -20, round(y)), nodata=0)
@@ -120,8 +120,8 @@ def test_sentinel2_band_files_at_three_resolutions_give_the_warped_scene(tmp_pat
     outputs = []
     for road in ("lattice", "lattice, resampled by the reading thread", "warper"):
         monkeypatch.setenv("GEOMIND_DECODE_THREADS", "2" if "reading" in road else "1")
-        out = OutputSpec("bands", tmp_path / f"{len(outputs)}.tif", "continuous", [f"b{i}" for i in range(12)], "float32",
-                         nodata=float("nan"))
+        out = OutputSpec("bands", tmp_path / f"{len(outputs)}.tif", "continuous", [f"b{i}" for i in range(12)],
+                         "float32", nodata=float("nan"))
         tiles = []
 
         def keep(batch):
@@ -135,8 +135,6 @@ def test_sentinel2_band_files_at_three_resolutions_give_the_warped_scene(tmp_pat
                     layer.lattice = None
             run_scene(scene, keep, [out], tile_size=64, overlap=16, batch_size=5, progress=False)
         outputs.append((out.path, np.concatenate(tiles)))
-    import rasterio
-
     warper_path, warper_tiles = outputs[-1]
     with rasterio.open(warper_path) as warped:
         expected = warped.read()
@@ -150,8 +148,6 @@ def test_sentinel2_band_files_at_three_resolutions_give_the_warped_scene(tmp_pat
 def test_coarser_files_convert_to_physical_units_as_the_warped_road_does(tmp_path, monkeypatch, case):
     """File scale and offset (applied after resampling, in float32) and Sentinel-1 amplitude to dB (after it too,
     where non-positive values become nodata) give the values and nodata of the warped road."""
-    import rasterio
-
     path = _coarse_file(tmp_path, 2, holes=True, seed=5)
     if case == "scale_offset":
         with rasterio.open(path, "r+") as dst:
