@@ -378,7 +378,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 10980], help="engine scene sides (px)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[4096, 10980], help="engine scene sides (px)")
     parser.add_argument("--band-files", type=int, nargs="*", default=[4096],
                         help="engine scene sides (px at 10 m) read from 12 band files at 10/20/60 m")
     parser.add_argument("--embed", nargs="+", default=["tiny@4096", "tiny@2048", "base@2048"],
