@@ -65,6 +65,7 @@ def scene_report(scene: Scene, *, overlap: int | None = None, batch_size: int = 
                 src.get("db_factor") or 0.0, ""),
             "decisions": src.get("decisions", []),
             "cloud_mask": src.get("mask"),
+            "read": src.get("read", ""),  # direct, resampled on the grid's lattice, or through GDAL's warper
         }
         for src in described["sources"]
     ]

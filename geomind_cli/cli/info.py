@@ -79,6 +79,13 @@ def _print(reports: list[dict], weights: list[dict], batch_size: int) -> None:
         decided = dict.fromkeys(f"{src['modality']}: {note}" for src in report["sources"] for note in src["decisions"])
         for note in decided:
             console.print(f"[bold]Decided[/bold] {note}", soft_wrap=True)
+        # How the files reach the grid, bands grouped by road (direct, upsampled on its lattice, warped).
+        roads: dict[tuple[str, str], list[str]] = {}
+        for src in report["sources"]:
+            if src.get("read"):
+                roads.setdefault((src["modality"], src["read"]), []).append(src["bands"] or src["file"])
+        for (modality, road), bands in roads.items():
+            console.print(f"[bold]Read[/bold] {modality} {' '.join(bands)}: {road}", soft_wrap=True)
         grid, plan, work = report["grid"], report["tile_plan"], report["estimate"]
         res = format_resolution([grid["resolution"], grid["resolution"]], grid["units"])
         console.print(f"[bold]Target grid[/bold]: {grid['crs']}, {res}, {grid['width']} x {grid['height']} px "

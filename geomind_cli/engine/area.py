@@ -76,7 +76,7 @@ def window_grid(grid: Grid, area: Area) -> Grid:
     if area.crs is not None and CRS.from_user_input(area.crs) != grid.crs:
         bounds = transform_bounds(area.crs, grid.crs, *bounds, densify_pts=21)
     inverse = ~grid.transform
-    cols, rows = zip(*(inverse * (x, y) for x in (bounds[0], bounds[2]) for y in (bounds[1], bounds[3])))
+    cols, rows = zip(*(inverse @ (x, y) for x in (bounds[0], bounds[2]) for y in (bounds[1], bounds[3])))
     col0 = max(0, math.floor(min(cols) + 1e-9))
     row0 = max(0, math.floor(min(rows) + 1e-9))
     col1 = min(grid.width, math.ceil(max(cols) - 1e-9))

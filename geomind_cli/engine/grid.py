@@ -343,6 +343,17 @@ class RasterLayer:
             data[:, np.isin(classes, self.mask_values)] = np.nan
         return data
 
+    @property
+    def road(self) -> str:
+        """How this file reaches the grid, for ``geomind info``."""
+        method, lattice = self.resampling.name, self.lattice
+        if self.direct:
+            return "direct"
+        if lattice is not None:  # numpy, on the grid's lattice
+            factor = f"x{lattice.kx}" if lattice.kx == lattice.ky else f"{lattice.kx}x{lattice.ky}"
+            return f"upsampled {factor}, {method}"
+        return f"warped, {method}"  # GDAL's warper
+
     def _in_file(self, y0: int, y1: int, x0: int, x1: int) -> bool:
         """Whether grid rows y0:y1, columns x0:x1 lie inside the file (direct reads)."""
         return (0 <= y0 + self.row_off and y1 + self.row_off <= self.file_shape[0]

@@ -143,6 +143,7 @@ class Scene:
         """What ``geomind info`` prints: the grid and, per source file, modality, bands, CRS, resolution, size, nodata,
         where the bands come from (file or STAC asset), the scale/offset applied, units and automatic decisions."""
         left, bottom, right, top = self.grid.bounds
+        roads = {str(layer.fb.path): layer.road for layer in self.layers if isinstance(layer, RasterLayer)}
         files = []
         for source in self._sources:
             bands = list(source.bands)
@@ -159,7 +160,8 @@ class Scene:
                               "origin": fb.origin if fb else "", "scales": list(fb.scales) if fb else [],
                               "offsets": list(fb.offsets) if fb else [], "db_factor": fb.db_factor if fb else 0.0,
                               "units": source.units, "product": source.product, "decisions": list(source.notes),
-                              "mask": (source.mask.origin if source.mask is not None else None)})
+                              "mask": (source.mask.origin if source.mask is not None else None),
+                              "read": roads.get(str(fb.path), "") if fb else ""})
         return {
             "grid": {"crs": self.grid.crs.to_string(), "res": list(self.grid.res),
                      "size": [self.grid.width, self.grid.height], "bounds": [left, bottom, right, top],

@@ -32,9 +32,14 @@ def test_info_json_on_safe_zip_with_bbox_and_offset_decision(tmp_path, monkeypat
     assert b04["from"].endswith("_B04_10m.jp2") and b04["path"].startswith("/vsizip/")
     assert b04["offset"] == -1000.0 and b04["scale"] == 1.0 and b04["value_units"] == "reflectance x10000"
     assert any("baseline offset -1000" in d for d in b04["decisions"])
+    # How each band file reaches the 10 m grid: the 20 m and 60 m ones upsampled on its lattice, not warped.
+    reads = {s["bands"]: s["read"] for s in report["sources"]}
+    assert reads["B04"] == "direct"
+    assert reads["B05"] == "upsampled x2, bilinear" and reads["B01"] == "upsampled x6, bilinear"
     code, out, err = run_geomind(monkeypatch, capsys, "info", archive, "--s2-offset", "none")
     assert code == 0, err
     assert "no baseline offset (--s2-offset none)" in out
+    assert "S2L2A B05 B06 B07 B8A B11 B12: upsampled x2, bilinear" in out
 
 
 def test_info_on_url_with_modality_suffix(tmp_path, monkeypatch, capsys):
