@@ -141,7 +141,8 @@ class Scene:
 
     def describe(self) -> dict:
         """What ``geomind info`` prints: the grid and, per source file, modality, bands, CRS, resolution, size, nodata,
-        where the bands come from (file or STAC asset), the scale/offset applied, units and automatic decisions."""
+        where the bands come from (file or STAC asset), the scale/offset applied, units, automatic decisions and how
+        the file reaches the grid (``read``: :attr:`RasterLayer.road`)."""
         left, bottom, right, top = self.grid.bounds
         roads = {str(layer.fb.path): layer.road for layer in self.layers if isinstance(layer, RasterLayer)}
         files = []
