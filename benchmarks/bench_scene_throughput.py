@@ -179,9 +179,12 @@ def in_fresh_process(function: str, *args) -> tuple[object, float]:
     return result, rss
 
 
-def bench_engine(path: Path, size: int, out_dir: Path, repeats: int) -> list[dict]:
-    """Raw decode and the engine alternately, ``repeats`` pairs, each run in a fresh process; the median pair
-    counts (the box is shared)."""
+def bench_engine(paths, size: int, out_dir: Path, repeats: int, *, files: str = "",
+                 target: str = ">= 0.8", against_warper: bool = False) -> list[dict]:
+    """Raw decode of the input (a file, or band files: ``files`` names them in the case) and the engine alternately,
+    ``repeats`` pairs, each run in a fresh process; the median pair counts (the box is shared). With
+    ``against_warper``, the engine also runs once with the coarser bands through GDAL's warper (what the lattice
+    reader replaced). With 1 decode thread and with all cores."""
     from geomind_cli.engine.tiling import plan_tiles
 
     tiles = len(plan_tiles(size, size, tile_size=TILE, overlap=OVERLAP))
@@ -189,54 +192,26 @@ def bench_engine(path: Path, size: int, out_dir: Path, repeats: int) -> list[dic
     for threads in sorted({1, usable_cores()}):
         raws, runs, raw_rss, rss = [], [], 0.0, 0.0
         for _ in range(repeats):
-            raw, peak = in_fresh_process("raw_decode_s", path)
+            raw, peak = in_fresh_process("raw_decode_s", paths)
             raws.append(raw)
             raw_rss = max(raw_rss, peak)
-            run, peak = in_fresh_process("engine_run", path, out_dir, threads)
+            run, peak = in_fresh_process("engine_run", paths, out_dir, threads)
             runs.append(run)
             rss = max(rss, peak)
         # Each engine run against the raw decode just before it; the median pair counts.
         ratios = [(r["tiles"] / r["seconds"]) / (tiles / raw) for raw, r in zip(raws, runs)]
         raw, run = float(np.median(raws)), float(np.median([r["seconds"] for r in runs]))
-        row = {"case": f"engine {size} px, {threads} decode thread(s)", "tiles": tiles, "raw_decode_s": round(raw, 2),
-               "raw_tiles_per_s": round(tiles / raw, 1), "engine_s": round(run, 2),
+        row = {"case": f"engine {size} px{files}, {threads} decode thread(s)", "tiles": tiles,
+               "raw_decode_s": round(raw, 2), "raw_tiles_per_s": round(tiles / raw, 1), "engine_s": round(run, 2),
                "engine_tiles_per_s": round(runs[0]["tiles"] / run, 1),
-               "ratio": round(float(np.median(ratios)), 3), "target": ">= 0.8",
+               "ratio": round(float(np.median(ratios)), 3), "target": target,
                "peak_rss_mb": round(rss, 1), "raw_decode_peak_rss_mb": round(raw_rss, 1),
                "all_raw_s": [round(v, 2) for v in raws], "all_engine_s": [r["seconds"] for r in runs],
                "all_ratios": [round(v, 3) for v in ratios]}
-        log(f"{row}")
-        rows.append(row)
-    return rows
-
-
-def bench_band_files(paths: list[str], size: int, out_dir: Path, repeats: int) -> list[dict]:
-    """Twelve band files at 10/20/60 m: raw decode of every file and the engine alternately, ``repeats`` pairs in
-    fresh processes (the median pair counts), and the engine with the resampled bands through GDAL's warper once
-    (what the lattice reader replaced), with 1 decode thread and with all cores."""
-    from geomind_cli.engine.tiling import plan_tiles
-
-    tiles = len(plan_tiles(size, size, tile_size=TILE, overlap=OVERLAP))
-    rows = []
-    for threads in sorted({1, usable_cores()}):
-        raws, runs, rss = [], [], 0.0
-        for _ in range(repeats):
-            raws.append(in_fresh_process("raw_decode_s", paths)[0])
-            run, peak = in_fresh_process("engine_run", paths, out_dir, threads)
-            runs.append(run["seconds"])
-            rss = max(rss, peak)
-        warped, peak = in_fresh_process("engine_run", paths, out_dir, threads, True)
-        rss = max(rss, peak)
-        raw, run = float(np.median(raws)), float(np.median(runs))
-        ratios = [r / e for r, e in zip(raws, runs)]
-        row = {"case": f"engine {size} px from 12 band files at 10/20/60 m, {threads} decode thread(s)",
-               "tiles": tiles, "raw_decode_s": round(raw, 2), "raw_tiles_per_s": round(tiles / raw, 1),
-               "engine_s": round(run, 2), "engine_tiles_per_s": round(tiles / run, 1),
-               "ratio": round(float(np.median(ratios)), 3), "all_ratios": [round(v, 3) for v in ratios],
-               "target": "none set (the resampling is work raw decoding does not do)",
-               "warper_engine_s": round(warped["seconds"], 2),
-               "speedup_over_warper": round(warped["seconds"] / run, 2), "peak_rss_mb": round(rss, 1),
-               "all_raw_s": [round(v, 2) for v in raws], "all_engine_s": runs}
+        if against_warper:
+            warped, peak = in_fresh_process("engine_run", paths, out_dir, threads, True)
+            row.update(warper_engine_s=round(warped["seconds"], 2),
+                       speedup_over_warper=round(warped["seconds"] / run, 2), peak_rss_mb=round(max(rss, peak), 1))
         log(f"{row}")
         rows.append(row)
     return rows
@@ -409,7 +384,9 @@ def main(argv=None) -> int:
                 rows += bench_engine(path, size, out_dir, args.repeats)
             for size in args.band_files:
                 log(f"writing the {size} px band files")
-                rows += bench_band_files(write_band_files(data, size), size, out_dir, args.repeats)
+                rows += bench_engine(write_band_files(data, size), size, out_dir, args.repeats,
+                                     files=" from 12 band files at 10/20/60 m", against_warper=True,
+                                     target="none set (the resampling is work raw decoding does not do)")
         if "embed" not in args.skip:
             from bench_common import random_weights_cache
 

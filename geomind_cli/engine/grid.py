@@ -379,14 +379,23 @@ class RasterLayer:
                  out=raw)
         return FetchedWindow(raw, self.fb)
 
+    def _clip_to_file(self, fy0: int, fy1: int, fx0: int, fx1: int) -> tuple[int, int, int, int] | None:
+        """File rows [fy0, fy1) and columns [fx0, fx1) cut to the file; None when nothing of them is in it."""
+        fy0, fx0 = max(0, fy0), max(0, fx0)
+        fy1, fx1 = min(self.file_shape[0], fy1), min(self.file_shape[1], fx1)
+        return None if fy1 <= fy0 or fx1 <= fx0 else (fy0, fy1, fx0, fx1)
+
+    def _outside(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Grid window y0:y1, x0:x1 with no data of this file: all NaN (as the warper gives outside a file)."""
+        return np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32)
+
     def _decode_coarser(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, tuple[int, int]] | None:
         """The part inside a coarser file (on the lattice) of the file window under grid window y0:y1, x0:x1,
         decoded into a reused array, and its first file row and column; None when it is wholly outside the file."""
-        fy0, fy1, fx0, fx1 = self.lattice.file_window(y0, y1, x0, x1)
-        fy0, fx0 = max(0, fy0), max(0, fx0)
-        fy1, fx1 = min(self.file_shape[0], fy1), min(self.file_shape[1], fx1)
-        if fy1 <= fy0 or fx1 <= fx0:
+        inside = self._clip_to_file(*self.lattice.file_window(y0, y1, x0, x1))
+        if inside is None:
             return None
+        fy0, fy1, fx0, fx1 = inside
         src = self._file()
         raw = self._local.strips.get((self.count, fy1 - fy0, fx1 - fx0), src.dtypes[0])
         src.read(list(self.fb.file_bands), window=Window(fx0, fy0, fx1 - fx0, fy1 - fy0), out=raw)
@@ -396,12 +405,12 @@ class RasterLayer:
         """A coarser file's window decoded, and resampled here when GDAL decodes in several threads (this thread
         then only waits for them), else by the FetchedWindow's user (the one thread that cuts tiles has time to
         spare while a single thread decodes)."""
+        if decode_threads() > 1:
+            return FetchedWindow(self._read(y0, y1, x0, x1))
         decoded = self._decode_coarser(y0, y1, x0, x1)
         if decoded is None:
-            return FetchedWindow(np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32))
+            return FetchedWindow(self._outside(y0, y1, x0, x1))
         raw, origin = decoded
-        if decode_threads() > 1:
-            return FetchedWindow(self._resampled(raw, (y0, y1, x0, x1), origin))
         return FetchedWindow(raw, self.fb, resample=partial(self._resample_into, window=(y0, y1, x0, x1),
                                                             origin=origin))
 
@@ -430,22 +439,22 @@ class RasterLayer:
         if self.lattice is not None:
             decoded = self._decode_coarser(y0, y1, x0, x1)
             if decoded is None:
-                return np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32)
+                return self._outside(y0, y1, x0, x1)
             return self._resampled(decoded[0], (y0, y1, x0, x1), decoded[1])
         if not self.direct:
             data = self._vrt().read(list(self.fb.file_bands), window=Window(x0, y0, x1 - x0, y1 - y0))
             return to_physical(self.fb, data, to_db=self.to_db)
         # Direct read: the part of the window inside the file, NaN around it (as the warper would give).
-        fy0, fy1 = max(0, y0 + self.row_off), min(self.file_shape[0], y1 + self.row_off)
-        fx0, fx1 = max(0, x0 + self.col_off), min(self.file_shape[1], x1 + self.col_off)
-        if fy1 <= fy0 or fx1 <= fx0:
-            return np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32)
+        inside = self._clip_to_file(y0 + self.row_off, y1 + self.row_off, x0 + self.col_off, x1 + self.col_off)
+        if inside is None:
+            return self._outside(y0, y1, x0, x1)
+        fy0, fy1, fx0, fx1 = inside
         raw = self._file().read(list(self.fb.file_bands), window=Window(fx0, fy0, fx1 - fx0, fy1 - fy0))
         nodata = self.fb.nodata
         mask = None if nodata is None else (np.isnan(raw) if np.isnan(nodata) else raw == nodata)
         if raw.shape[1:] == (y1 - y0, x1 - x0):
             return to_physical(self.fb, raw, to_db=self.to_db, nodata_mask=mask)
-        out = np.full((self.count, y1 - y0, x1 - x0), np.nan, np.float32)
+        out = self._outside(y0, y1, x0, x1)
         oy, ox = fy0 - self.row_off - y0, fx0 - self.col_off - x0
         out[:, oy:oy + raw.shape[1], ox:ox + raw.shape[2]] = to_physical(self.fb, raw, to_db=self.to_db,
                                                                           nodata_mask=mask)
