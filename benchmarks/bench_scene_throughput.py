@@ -13,10 +13,11 @@ Four measurements, each a ratio of two timings taken in the same run on the same
    tiled GeoTIFF with the COG's compression;
 4. peak RSS of each run (Linux VmHWM: of its own process for the engine, reset before each run otherwise).
 
-The two sides of each ratio run alternately (``--repeats`` pairs for the engine and embed, ``--finish-repeats``
-for finishing) and the median pair's ratio counts (the times shown are medians too): on a shared virtual machine
-one run can be 30 % slower than the next for no reason of its own, so each side is compared with the other side's
-run next to it, over about the same length of time.
+The two sides of each ratio run alternately (for the engine and embed at least ``--repeats`` pairs, and more until
+the row has taken ``--min-seconds``; ``--finish-repeats`` pairs for finishing) and the median pair's ratio counts
+(the times shown are medians too): on a shared virtual machine one run can be 30 % slower than the next for no
+reason of its own, so each side is compared with the other side's run next to it, over about the same length of
+time, and the short rows get enough pairs for their median to hold from one run of the benchmark to the next.
 
     .venv/bin/python benchmarks/bench_scene_throughput.py --out benchmarks/results/scene_throughput.json
     .venv/bin/python benchmarks/bench_scene_throughput.py --quick     # small sizes, a minute
@@ -75,6 +76,20 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def alternate(pair, repeats: int, min_seconds: float, *, max_pairs: int | None = None, clock=time.monotonic) -> list:
+    """``pair()``'s results, run at least ``repeats`` times and again until ``min_seconds`` have passed since the
+    first (at most ``max_pairs``, default 4 x ``repeats``).
+
+    A row's ratio is the median of its pairs. On this shared machine single pairs of a 10 s row range over +-15 %,
+    so five pairs left the median of the short rows swinging across their targets from one run of the benchmark
+    to the next; a time budget gives the short rows more pairs and costs the long ones nothing."""
+    max_pairs = max(repeats, max_pairs or 4 * repeats)
+    start, results = clock(), []
+    while len(results) < repeats or (clock() - start < min_seconds and len(results) < max_pairs):
+        results.append(pair())
+    return results
 
 
 def write_input(path: Path, size: int, *, seed: int = 0) -> Path:
@@ -179,10 +194,10 @@ def in_fresh_process(function: str, *args) -> tuple[object, float]:
     return result, rss
 
 
-def bench_engine(paths, size: int, out_dir: Path, repeats: int, *, files: str = "",
+def bench_engine(paths, size: int, out_dir: Path, repeats: int, *, min_seconds: float = 0.0, files: str = "",
                  target: str = ">= 0.8", against_warper: bool = False) -> list[dict]:
     """Raw decode of the input (a file, or band files: ``files`` names them in the case) and the engine alternately,
-    ``repeats`` pairs, each run in a fresh process; the median pair counts (the box is shared). With
+    pairs as :func:`alternate` runs them, each run in a fresh process; the median pair counts (the box is shared). With
     ``against_warper``, the engine also runs once with the coarser bands through GDAL's warper (what the lattice
     reader replaced). With 1 decode thread and with all cores."""
     from geomind_cli.engine.tiling import plan_tiles
@@ -190,14 +205,11 @@ def bench_engine(paths, size: int, out_dir: Path, repeats: int, *, files: str = 
     tiles = len(plan_tiles(size, size, tile_size=TILE, overlap=OVERLAP))
     rows = []
     for threads in sorted({1, usable_cores()}):
-        raws, runs, raw_rss, rss = [], [], 0.0, 0.0
-        for _ in range(repeats):
-            raw, peak = in_fresh_process("raw_decode_s", paths)
-            raws.append(raw)
-            raw_rss = max(raw_rss, peak)
-            run, peak = in_fresh_process("engine_run", paths, out_dir, threads)
-            runs.append(run)
-            rss = max(rss, peak)
+        def pair():
+            return in_fresh_process("raw_decode_s", paths), in_fresh_process("engine_run", paths, out_dir, threads)
+
+        (raws, raw_peaks), (runs, peaks) = (zip(*side) for side in zip(*alternate(pair, repeats, min_seconds)))
+        raw_rss, rss = max(raw_peaks), max(peaks)
         # Each engine run against the raw decode just before it; the median pair counts.
         ratios = [(r["tiles"] / r["seconds"]) / (tiles / raw) for raw, r in zip(raws, runs)]
         raw, run = float(np.median(raws)), float(np.median([r["seconds"] for r in runs]))
@@ -217,8 +229,9 @@ def bench_engine(paths, size: int, out_dir: Path, repeats: int, *, files: str = 
     return rows
 
 
-def bench_embed(path: Path, size: str, out_dir: Path, batch: int, repeats: int) -> dict:
-    """The model alone and embed end to end alternately, ``repeats`` pairs; the median pair counts.
+def bench_embed(path: Path, size: str, out_dir: Path, batch: int, repeats: int, min_seconds: float = 0.0) -> dict:
+    """The model alone and embed end to end alternately, pairs as :func:`alternate` runs them; the median pair
+    counts.
 
     The model alone runs the task's own tile function (standardization included) on random tiles already in memory,
     in exactly the batches of the scene run (the last one short): both sides of a pair do the same model work and
@@ -248,15 +261,17 @@ def bench_embed(path: Path, size: str, out_dir: Path, batch: int, repeats: int) 
     batches = {n: fake(n) for n in set(sizes)}
     for n in batches:
         task.tile_fn(batches[n])  # warm-up, every shape
-    alone_s, runs = [], []
-    for _ in range(repeats):
+
+    def pair():
         start = time.perf_counter()
         for n in sizes:
             task.tile_fn(batches[n])
-        alone_s.append(time.perf_counter() - start)
+        alone = time.perf_counter() - start
         with open_scene([SourceSpec([path], modality="S2L2A")]) as scene:
-            runs.append(run_scene(scene, task.tile_fn, task.outputs, tile_size=TILE, overlap=OVERLAP,
-                                  batch_size=batch, overwrite=True, progress=False))
+            return alone, run_scene(scene, task.tile_fn, task.outputs, tile_size=TILE, overlap=OVERLAP,
+                                    batch_size=batch, overwrite=True, progress=False)
+
+    alone_s, runs = zip(*alternate(pair, repeats, min_seconds))
     rss = peak_rss_mb()
     del task, batches
     release_models()
@@ -360,17 +375,21 @@ def main(argv=None) -> int:
     parser.add_argument("--embed", nargs="+", default=["tiny@4096", "tiny@2048", "base@2048"],
                         help="embed cases, MODEL@SIDE (scene side in px)")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5, help="alternating pairs of runs; the median pair counts")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="alternating pairs of runs at least (engine, embed); the median pair counts")
+    parser.add_argument("--min-seconds", type=float, default=120.0,
+                        help="more pairs (up to 4 x --repeats) until an engine or embed row has taken this long")
     parser.add_argument("--finish-repeats", type=int, default=3, help="pairs of runs of each finishing case")
     parser.add_argument("--finish", nargs="+", default=["750x192", "686x768"], help="WIDTHxBANDS grid outputs")
     parser.add_argument("--skip", nargs="*", default=[], choices=["engine", "embed", "finish"])
     parser.add_argument("--quick", action="store_true", help="small sizes: 2048 px engine, 1024 px embed (tiny), "
-                                                             "300x192 finish")
+                                                             "300x192 finish; --repeats pairs only")
     parser.add_argument("--data", type=Path, default=None, help="folder for the generated inputs (kept, reused)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results path")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.band_files, args.embed, args.finish = [2048], [2048], ["tiny@1024"], ["300x192"]
+        args.min_seconds = 0.0
     warnings.simplefilter("ignore")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="geomind-bench-") as tmp:
@@ -381,11 +400,11 @@ def main(argv=None) -> int:
             for size in args.sizes:
                 log(f"writing the {size} px input")
                 path = write_input(data / f"scene_{size}.tif", size)
-                rows += bench_engine(path, size, out_dir, args.repeats)
+                rows += bench_engine(path, size, out_dir, args.repeats, min_seconds=args.min_seconds)
             for size in args.band_files:
                 log(f"writing the {size} px band files")
                 rows += bench_engine(write_band_files(data, size), size, out_dir, args.repeats,
-                                     files=" from 12 band files at 10/20/60 m", against_warper=True,
+                                     min_seconds=args.min_seconds, files=" from 12 band files at 10/20/60 m", against_warper=True,
                                      target="none set (the resampling is work raw decoding does not do)")
         if "embed" not in args.skip:
             from bench_common import random_weights_cache
@@ -394,7 +413,7 @@ def main(argv=None) -> int:
                 model, side = case.split("@")
                 path = write_input(data / f"scene_{side}.tif", int(side))
                 with random_weights_cache(model):
-                    rows.append(bench_embed(path, model, out_dir, args.batch, args.repeats))
+                    rows.append(bench_embed(path, model, out_dir, args.batch, args.repeats, args.min_seconds))
         if "finish" not in args.skip:
             for case in args.finish:
                 width, count = (int(v) for v in case.split("x"))

@@ -134,8 +134,8 @@ def test_scene_throughput_benchmark_reports_each_ratio_with_its_pairs(tmp_path):
 
         out = tmp_path / "scene.json"
         code = bench_scene_throughput.main(["--sizes", "512", "--band-files", "480", "--skip", "embed", "--finish",
-                                            "64x8", "--repeats", "2", "--finish-repeats", "2", "--data", str(tmp_path),
-                                            "--out", str(out)])
+                                            "64x8", "--repeats", "2", "--min-seconds", "0", "--finish-repeats", "2",
+                                            "--data", str(tmp_path), "--out", str(out)])
     finally:
         sys.path.remove(str(BENCHMARKS))
     assert code == 0
@@ -153,3 +153,29 @@ def test_scene_throughput_benchmark_reports_each_ratio_with_its_pairs(tmp_path):
                for r in bands)
     (finish,) = [r for r in result["results"] if r["case"] == "finish 64 x 64 x 8 float32"]
     assert len(finish["all_finish_s"]) == 2 and finish["ratio"] > 0 and finish["target"] == "<= 2"
+
+
+def test_pairs_run_at_least_repeats_times_and_on_until_the_time_budget_is_spent():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from bench_scene_throughput import alternate
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    now = [0.0]
+
+    def pair(seconds):  # a pair of runs taking ``seconds`` on a fake clock
+        def run():
+            now[0] += seconds
+            return now[0]
+        return run
+
+    clock = lambda: now[0]  # noqa: E731
+    assert len(alternate(pair(10), 5, 0, clock=clock)) == 5  # no budget: exactly the repeats
+    now[0] = 0.0
+    assert len(alternate(pair(10), 5, 120, clock=clock)) == 12  # short pairs: on until 120 s have passed
+    now[0] = 0.0
+    assert len(alternate(pair(40), 5, 120, clock=clock)) == 5  # long pairs: the repeats already take longer
+    now[0] = 0.0
+    assert len(alternate(pair(1), 5, 120, clock=clock)) == 20  # never more than 4 x the repeats
+    now[0] = 0.0
+    assert alternate(pair(1), 3, 0, clock=clock) == [1.0, 2.0, 3.0]  # results in the order they ran
