@@ -409,7 +409,8 @@ def main(argv=None) -> int:
             for size in args.band_files:
                 log(f"writing the {size} px band files")
                 rows += bench_engine(write_band_files(data, size), size, out_dir, args.repeats,
-                                     min_seconds=args.min_seconds, files=" from 12 band files at 10/20/60 m", against_warper=True,
+                                     min_seconds=args.min_seconds, files=" from 12 band files at 10/20/60 m",
+                                     against_warper=True,
                                      target="none set (the resampling is work raw decoding does not do)")
         if "embed" not in args.skip:
             from bench_common import random_weights_cache
