@@ -209,10 +209,10 @@ def bench_engine(paths, size: int, out_dir: Path, repeats: int, *, min_seconds: 
     in_fresh_process("raw_decode_s", paths)
     rows = []
     for threads in sorted({1, usable_cores()}):
-        def pair():
-            return in_fresh_process("raw_decode_s", paths), in_fresh_process("engine_run", paths, out_dir, threads)
+        def pair():  # (raw decode s, its peak RSS, engine run, its peak RSS)
+            return (*in_fresh_process("raw_decode_s", paths), *in_fresh_process("engine_run", paths, out_dir, threads))
 
-        (raws, raw_peaks), (runs, peaks) = (zip(*side) for side in zip(*alternate(pair, repeats, min_seconds)))
+        raws, raw_peaks, runs, peaks = zip(*alternate(pair, repeats, min_seconds))
         raw_rss, rss = max(raw_peaks), max(peaks)
         # Each engine run against the raw decode just before it; the median pair counts.
         ratios = [(r["tiles"] / r["seconds"]) / (tiles / raw) for raw, r in zip(raws, runs)]
